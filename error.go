@@ -1,0 +1,59 @@
+package tally
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error codes. Every error a client can see carries one; the gateway and the
+// regional intake map them to HTTP status in one table each.
+const (
+	EINVALID      = "invalid"      // bad input; never retry
+	ENOTFOUND     = "not_found"    // the named thing does not exist
+	ECONFLICT     = "conflict"     // e.g. a stale correction
+	ETOOLARGE     = "too_large"    // body or batch over its limit
+	EUNAVAILABLE  = "unavailable"  // a dependency is down; retry later
+	EUNAUTHORIZED = "unauthorized" // no or bad credentials
+	EFORBIDDEN    = "forbidden"    // credentials do not allow this
+	EINTERNAL     = "internal"     // anything we did not classify
+)
+
+// Error is an error with a code and a message that is safe to show users.
+type Error struct {
+	Code    string
+	Message string
+}
+
+// Error implements the error interface.
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Errorf returns an *Error with the given code and formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of the first *Error in err's chain: "" for a
+// nil error and EINTERNAL for an error without a code.
+func ErrorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return EINTERNAL
+}
+
+// ErrorMessage returns the user-facing message of err: the message of its
+// *Error, or "internal error" for an error without a code.
+func ErrorMessage(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return "internal error"
+}
