@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -160,7 +161,7 @@ func DecodeReports(b []byte, max int) ([]*Report, error) {
 	for i, raw := range raws {
 		r, err := DecodeReport(raw)
 		if err != nil {
-			return nil, Errorf(EINVALID, "reports[%d]: %s", i, ErrorMessage(err))
+			return nil, Errorf(EINVALID, "reports[%d]: %s", i, strings.TrimPrefix(ErrorMessage(err), "report: "))
 		}
 		out[i] = r
 	}
@@ -175,12 +176,18 @@ func jsonErrorText(err error) string {
 		if field == "" {
 			field = "value"
 		}
-		want := te.Type.String()
-		switch want {
-		case "int64", "*int64":
+		want := "a " + te.Type.String()
+		switch te.Type.Kind() {
+		case reflect.Int64, reflect.Pointer:
 			want = "a non-negative integer"
-		case "uint64":
+		case reflect.Uint64:
 			want = "a positive integer"
+		case reflect.String:
+			want = "a string"
+		case reflect.Bool:
+			want = "true or false"
+		case reflect.Map, reflect.Struct:
+			want = "an object"
 		}
 		return fmt.Sprintf("%s: must be %s, got %s", field, want, te.Value)
 	}
