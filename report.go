@@ -109,6 +109,9 @@ func DecodeReport(b []byte) (*Report, error) {
 	dec.DisallowUnknownFields()
 	var r Report
 	if err := dec.Decode(&r); err != nil {
+		if field := badCount(b); field != "" {
+			return nil, Errorf(EINVALID, "report: %s", field)
+		}
 		return nil, Errorf(EINVALID, "report: %s", jsonErrorText(err))
 	}
 	if _, err := dec.Token(); err != io.EOF {
@@ -166,6 +169,47 @@ func DecodeReports(b []byte, max int) ([]*Report, error) {
 		out[i] = r
 	}
 	return out, nil
+}
+
+// badCount finds the first count in votes or vote_types that is not a
+// non-negative integer and names it with its key ("votes.biden: ..."),
+// which encoding/json's errors do not. It returns "" when it finds none.
+func badCount(b []byte) string {
+	var raw struct {
+		Votes     map[string]json.RawMessage            `json:"votes"`
+		VoteTypes map[string]map[string]json.RawMessage `json:"vote_types"`
+	}
+	if json.Unmarshal(b, &raw) != nil {
+		return ""
+	}
+	check := func(field string, m map[string]json.RawMessage) string {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			var n int64
+			if err := json.Unmarshal(m[k], &n); err != nil {
+				return fmt.Sprintf("%s.%s: must be a non-negative integer, got %s", field, k, m[k])
+			}
+		}
+		return ""
+	}
+	if msg := check("votes", raw.Votes); msg != "" {
+		return msg
+	}
+	vts := make([]string, 0, len(raw.VoteTypes))
+	for k := range raw.VoteTypes {
+		vts = append(vts, k)
+	}
+	sort.Strings(vts)
+	for _, vt := range vts {
+		if msg := check("vote_types."+vt, raw.VoteTypes[vt]); msg != "" {
+			return msg
+		}
+	}
+	return ""
 }
 
 // jsonErrorText turns an encoding/json error into a message naming the field.

@@ -1,0 +1,350 @@
+package regional
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/tallyvote/tally"
+)
+
+// publishTimeout bounds the wait for the acknowledgements of one request.
+const publishTimeout = 30 * time.Second
+
+func (n *Node) handleSubmit(c echo.Context, correctionsOnly bool) error {
+	body, err := n.readBody(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), publishTimeout)
+	defer cancel()
+	results, err := n.submit(ctx, body, correctionsOnly)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, SubmitResponse{Results: results})
+}
+
+// prepared is one validated report ready to publish.
+type prepared struct {
+	rep     *tally.Report
+	name    string // "reports[i]" or "report", for messages
+	subject string
+	data    []byte
+	dup     bool // a retried correction found in the stream by the pre-check
+	seq     uint64
+}
+
+// submit validates every report of body, checks the corrections against the
+// stream and only then publishes them all. Errors name the offending item;
+// when one is returned before publishing, nothing was published.
+func (n *Node) submit(ctx context.Context, body []byte, correctionsOnly bool) ([]SubmitResult, error) {
+	start := time.Now()
+	reps, err := tally.DecodeReports(body, n.cfg.HTTP.MaxBatch)
+	if err != nil {
+		return nil, err
+	}
+	batch := isBatch(body)
+	now := time.Now().UTC()
+	items := make([]*prepared, len(reps))
+	for i, r := range reps {
+		p := &prepared{rep: r, name: "report"}
+		if batch {
+			p.name = fmt.Sprintf("reports[%d]", i)
+		}
+		if err := n.prepare(p, now, correctionsOnly); err != nil {
+			return nil, err
+		}
+		items[i] = p
+	}
+	for _, p := range items {
+		if p.rep.IsCorrection() {
+			if err := n.checkCorrection(ctx, p); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := n.publish(ctx, items); err != nil {
+		return nil, err
+	}
+	results := make([]SubmitResult, len(items))
+	dups := 0
+	for i, p := range items {
+		results[i] = SubmitResult{ID: p.rep.ID, Seq: p.seq, Duplicate: p.dup}
+		if p.dup {
+			dups++
+		}
+	}
+	zerolog.Ctx(ctx).Info().Str("stream", tally.ResultsStream).
+		Int("reports", len(items)).Int("duplicates", dups).Bool("corrections", correctionsOnly).
+		Int64("duration_ms", time.Since(start).Milliseconds()).Msg("reports accepted")
+	return results, nil
+}
+
+// prepare fills in the defaults of p.rep, validates it and encodes it.
+func (n *Node) prepare(p *prepared, now time.Time, correctionsOnly bool) error {
+	r := p.rep
+	if correctionsOnly && r.Correction == nil {
+		return tally.Errorf(tally.EINVALID, "%s: correction: required; this endpoint takes corrections only (send reports to /api/v1/reports)", p.name)
+	}
+	if r.Region == "" {
+		r.Region = n.region
+	}
+	if r.Region != n.region {
+		return tally.Errorf(tally.EINVALID, "%s: region: this is the node of region %q; send reports of region %q to their own node", p.name, n.region, r.Region)
+	}
+	// The id is assigned before reported_at is filled in, so a retry
+	// without id or time gets the same id and is recognised as a duplicate.
+	if err := r.AssignID(); err != nil {
+		return fmt.Errorf("%s: assign id: %w", p.name, err)
+	}
+	if r.ReportedAt.IsZero() {
+		r.ReportedAt = now
+	}
+	if err := r.Validate(n.e); err != nil {
+		return tally.Errorf(tally.ErrorCode(err), "%s: %s", p.name, tally.ErrorMessage(err))
+	}
+	data, err := r.Encode()
+	if err != nil {
+		return fmt.Errorf("%s: %w", p.name, err)
+	}
+	p.data = data
+	p.subject = tally.ResultsSubject(r.Region, r.Precinct, r.Contest)
+	return nil
+}
+
+// checkCorrection checks a correction against its subject's history before
+// anything is published. A correction is stored only as the next message on
+// its subject after the one it supersedes (the publish carries
+// Nats-Expected-Last-Subject-Sequence), so:
+//   - the subject's last message is this correction: a retry, answered as a
+//     duplicate with the stored sequence;
+//   - the last message is the superseded report (by sequence and id): fine;
+//   - otherwise the message right after supersedes_seq on the subject is
+//     this correction: a retry made after a later correction, also a
+//     duplicate; anything else is stale or wrong and refused with ECONFLICT.
+//
+// Retries are recognised from the stream itself, not the duplicate window,
+// because on a single-replica stream the server checks the expected
+// subject sequence before the duplicate window (see the package tests).
+func (n *Node) checkCorrection(ctx context.Context, p *prepared) error {
+	cr := p.rep.Correction
+	last, err := n.stream.GetLastMsgForSubject(ctx, p.subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return tally.Errorf(tally.ECONFLICT, "%s: correction.supersedes_seq: %d, but precinct %q has no report for contest %q",
+			p.name, cr.SupersedesSeq, p.rep.Precinct, p.rep.Contest)
+	}
+	if err != nil {
+		return unavailable(fmt.Errorf("%s: read last message of %s: %w", p.name, p.subject, err))
+	}
+	lastID := storedID(last)
+	if lastID == p.rep.ID {
+		p.dup, p.seq = true, last.Sequence
+		return nil
+	}
+	if last.Sequence == cr.SupersedesSeq && lastID == cr.Supersedes {
+		return nil
+	}
+	// Was this correction stored, and superseded since?
+	next, err := n.stream.GetMsg(ctx, cr.SupersedesSeq+1, jetstream.WithGetMsgSubject(p.subject))
+	if err == nil && storedID(next) == p.rep.ID {
+		p.dup, p.seq = true, next.Sequence
+		return nil
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return unavailable(fmt.Errorf("%s: read message after %d on %s: %w", p.name, cr.SupersedesSeq, p.subject, err))
+	}
+	if last.Sequence != cr.SupersedesSeq {
+		return tally.Errorf(tally.ECONFLICT, "%s: correction.supersedes_seq: %d is stale; the latest report of precinct %q for contest %q is seq %d (id %q)",
+			p.name, cr.SupersedesSeq, p.rep.Precinct, p.rep.Contest, last.Sequence, lastID)
+	}
+	return tally.Errorf(tally.ECONFLICT, "%s: correction.supersedes: %q does not match seq %d, which holds report %q",
+		p.name, cr.Supersedes, cr.SupersedesSeq, lastID)
+}
+
+// storedID returns the event id of a stored message: its Nats-Msg-Id, or
+// the id in its data.
+func storedID(m *jetstream.RawStreamMsg) tally.EventID {
+	if id := m.Header.Get(jetstream.MsgIDHeader); id != "" {
+		return tally.EventID(id)
+	}
+	var v struct {
+		ID tally.EventID `json:"id"`
+	}
+	if json.Unmarshal(m.Data, &v) != nil {
+		return ""
+	}
+	return v.ID
+}
+
+func (p *prepared) msg() (*nats.Msg, []jetstream.PublishOpt) {
+	m := nats.NewMsg(p.subject)
+	m.Data = p.data
+	opts := []jetstream.PublishOpt{
+		jetstream.WithMsgID(string(p.rep.ID)),
+		jetstream.WithExpectStream(tally.ResultsStream),
+	}
+	if p.rep.IsCorrection() {
+		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(p.rep.Correction.SupersedesSeq))
+	}
+	return m, opts
+}
+
+// publish publishes every item not already found stored: a single report
+// synchronously, a batch asynchronously with all acknowledgements awaited
+// together.
+func (n *Node) publish(ctx context.Context, items []*prepared) error {
+	var todo []*prepared
+	for _, p := range items {
+		if !p.dup {
+			todo = append(todo, p)
+		}
+	}
+	if len(todo) == 1 {
+		m, opts := todo[0].msg()
+		ack, err := n.js.PublishMsg(ctx, m, opts...)
+		if err != nil {
+			return n.publishError(todo[0], err, 0, 1)
+		}
+		n.stored(ctx, todo[0], ack)
+		return nil
+	}
+	futures := make([]jetstream.PubAckFuture, len(todo))
+	for i, p := range todo {
+		m, opts := p.msg()
+		f, err := n.js.PublishMsgAsync(m, opts...)
+		if err != nil {
+			// Wait for those already sent so the count below is right.
+			stored := n.awaitStored(ctx, futures[:i], todo)
+			return n.publishError(p, err, stored, len(todo))
+		}
+		futures[i] = f
+	}
+	var firstErr error
+	var failed *prepared
+	stored := 0
+	for i, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			n.stored(ctx, todo[i], ack)
+			stored++
+		case err := <-f.Err():
+			if firstErr == nil {
+				firstErr, failed = err, todo[i]
+			}
+		case <-ctx.Done():
+			if firstErr == nil {
+				firstErr, failed = ctx.Err(), todo[i]
+			}
+		}
+	}
+	if firstErr != nil {
+		return n.publishError(failed, firstErr, stored, len(todo))
+	}
+	return nil
+}
+
+// awaitStored waits for the acknowledgements of futures and counts the
+// reports stored.
+func (n *Node) awaitStored(ctx context.Context, futures []jetstream.PubAckFuture, items []*prepared) int {
+	stored := 0
+	for i, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			n.stored(ctx, items[i], ack)
+			stored++
+		case <-f.Err():
+		case <-ctx.Done():
+			return stored
+		}
+	}
+	return stored
+}
+
+func (n *Node) stored(ctx context.Context, p *prepared, ack *jetstream.PubAck) {
+	p.seq, p.dup = ack.Sequence, ack.Duplicate
+	zerolog.Ctx(ctx).Debug().Str("region", string(p.rep.Region)).Str("precinct", string(p.rep.Precinct)).
+		Str("contest", string(p.rep.Contest)).Str("stream", ack.Stream).Uint64("seq", ack.Sequence).
+		Bool("duplicate", ack.Duplicate).Msg("report stored")
+}
+
+// publishError classifies a publish failure: a stale correction that raced
+// past the pre-check is a conflict, a server that does not answer is
+// unavailable, anything else internal. The message says how many of the
+// request's reports were stored, and that resubmitting is safe.
+func (n *Node) publishError(p *prepared, err error, stored, total int) error {
+	var note string
+	if total > 1 {
+		note = fmt.Sprintf("; %d of %d reports were stored, and resubmitting the request is safe (stored reports answer as duplicates)", stored, total)
+	}
+	var jerr jetstream.JetStreamError
+	if errors.As(err, &jerr) && jerr.APIError() != nil {
+		switch jerr.APIError().ErrorCode {
+		case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
+			seq := uint64(0)
+			if p.rep.Correction != nil {
+				seq = p.rep.Correction.SupersedesSeq
+			}
+			return tally.Errorf(tally.ECONFLICT, "%s: correction.supersedes_seq: %d is stale; precinct %q was corrected or reported again for contest %q (%s)%s",
+				p.name, seq, p.rep.Precinct, p.rep.Contest, jerr.APIError().Description, note)
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, jetstream.ErrTooManyStalledMsgs) || errors.Is(err, nats.ErrConnectionClosed) {
+		return &wrapped{code: tally.EUNAVAILABLE, msg: fmt.Sprintf("%s: results stream not answering; retry later%s", p.name, note),
+			err: fmt.Errorf("publish %s to %s: %w", p.rep.ID, p.subject, err)}
+	}
+	return &wrapped{code: tally.EINTERNAL, msg: fmt.Sprintf("%s: internal error%s", p.name, note),
+		err: fmt.Errorf("publish %s to %s: %w", p.rep.ID, p.subject, err)}
+}
+
+func unavailable(err error) error {
+	return &wrapped{code: tally.EUNAVAILABLE, msg: "results stream not answering; retry later", err: err}
+}
+
+// wrapped is an error with a code and user message on top of an internal
+// cause, which is logged but not shown.
+type wrapped struct {
+	code, msg string
+	err       error
+}
+
+func (w *wrapped) Error() string { return w.msg + ": " + w.err.Error() }
+func (w *wrapped) Unwrap() error { return w.err }
+
+// As lets tally.ErrorCode and tally.ErrorMessage see the code and message.
+func (w *wrapped) As(target any) bool {
+	if t, ok := target.(**tally.Error); ok {
+		*t = &tally.Error{Code: w.code, Message: w.msg}
+		return true
+	}
+	return false
+}
+
+// isBatch reports whether body is a batch (an array or {"reports": ...})
+// rather than one report, so messages can name items as reports[i].
+func isBatch(body []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	tok, err := dec.Token()
+	if err != nil {
+		return false
+	}
+	if d, ok := tok.(json.Delim); ok && d == '[' {
+		return true
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return false
+	}
+	key, err := dec.Token()
+	return err == nil && key == "reports"
+}

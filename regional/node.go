@@ -1,0 +1,438 @@
+// Package regional runs a region node: the region's NATS JetStream server
+// (embedded, or an external one), its RESULTS stream in the region's own
+// JetStream domain, the HTTP intake for reports and corrections, and the
+// region's own running totals. The hub mirrors the RESULTS stream over a
+// leaf-node link; a region cut off from the hub keeps taking reports.
+package regional
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/tallyvote/tally"
+)
+
+// Defaults applied by New to zero fields of Config.
+const (
+	DefaultHost            = "127.0.0.1"
+	DefaultHTTPAddr        = "127.0.0.1:8081"
+	DefaultMaxBody         = 8 << 20 // bytes
+	DefaultMaxBatch        = 5000    // reports per request
+	DefaultDuplicateWindow = time.Hour
+)
+
+// Config configures a region node. The zero value of each optional field
+// means its default; see DefaultConfig.
+type Config struct {
+	// Region is the region this node serves. It must be a region of Election.
+	Region tally.RegionID
+	// Election is the election definition; it must have been validated.
+	Election *tally.Election
+	NATS     NATSConfig
+	HTTP     HTTPConfig
+	// DuplicateWindow is the RESULTS stream's duplicate window: a retried
+	// submission within it is answered with its original sequence.
+	// 0 means one hour.
+	DuplicateWindow time.Duration
+	// Logger receives the node's logs. The zero value logs nothing.
+	Logger zerolog.Logger
+}
+
+// NATSConfig says which NATS server holds the region's RESULTS stream.
+type NATSConfig struct {
+	// URL is the client URL of an external NATS server or cluster. When it is
+	// set, nothing is embedded and the fields below it are ignored.
+	URL string
+	// Domain is the JetStream domain of the external server; "" means the
+	// region id. Ignored when embedded (the domain is then the region id).
+	Domain string
+	// Replicas is the RESULTS stream's replica count on an external
+	// cluster; 0 means 1. An embedded server always uses 1.
+	Replicas int
+
+	// Host is the embedded server's client listen host; "" means 127.0.0.1.
+	Host string
+	// Port is the embedded server's client port; 0 means a random free port.
+	Port int
+	// StoreDir is the embedded server's JetStream store. Required when
+	// embedded.
+	StoreDir string
+	// HubURL is the hub's leaf-node URL, e.g. nats-leaf://127.0.0.1:7422.
+	// "" means no leaf link: the region runs standalone.
+	HubURL string
+}
+
+// HTTPConfig configures the intake API.
+type HTTPConfig struct {
+	// Addr is the listen address; "" means 127.0.0.1:8081. Use
+	// "127.0.0.1:0" for a random port (see Node.HTTPAddr).
+	Addr string
+	// MaxBody is the largest request body accepted, in bytes; 0 means 8 MiB.
+	MaxBody int64
+	// MaxBatch is the most reports accepted in one request; 0 means 5000.
+	MaxBatch int
+}
+
+// DefaultConfig returns a configuration with every default filled in. Region,
+// Election and NATS.StoreDir (or NATS.URL) must still be set.
+func DefaultConfig() Config {
+	return Config{
+		NATS:            NATSConfig{Host: DefaultHost, Replicas: 1},
+		HTTP:            HTTPConfig{Addr: DefaultHTTPAddr, MaxBody: DefaultMaxBody, MaxBatch: DefaultMaxBatch},
+		DuplicateWindow: DefaultDuplicateWindow,
+		Logger:          zerolog.Nop(),
+	}
+}
+
+// withDefaults returns c with its zero optional fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.NATS.Host == "" {
+		c.NATS.Host = DefaultHost
+	}
+	if c.NATS.Replicas == 0 {
+		c.NATS.Replicas = 1
+	}
+	if c.NATS.URL != "" && c.NATS.Domain == "" {
+		c.NATS.Domain = string(c.Region)
+	}
+	if c.HTTP.Addr == "" {
+		c.HTTP.Addr = DefaultHTTPAddr
+	}
+	if c.HTTP.MaxBody == 0 {
+		c.HTTP.MaxBody = DefaultMaxBody
+	}
+	if c.HTTP.MaxBatch == 0 {
+		c.HTTP.MaxBatch = DefaultMaxBatch
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = DefaultDuplicateWindow
+	}
+	return c
+}
+
+// Validate reports whether c can run a node, after defaults are applied.
+// Errors have code EINVALID and name the field.
+func (c Config) Validate() error {
+	if err := tally.ValidToken(string(c.Region)); err != nil {
+		return tally.Errorf(tally.EINVALID, "region: %s", err)
+	}
+	if c.Election == nil {
+		return tally.Errorf(tally.EINVALID, "election: required")
+	}
+	if c.Election.Region(c.Region) == nil {
+		return tally.Errorf(tally.EINVALID, "region: %q is not a region of election %q", c.Region, c.Election.ID)
+	}
+	if c.DuplicateWindow < 0 {
+		return tally.Errorf(tally.EINVALID, "duplicate_window: must not be negative")
+	}
+	n := c.NATS
+	if n.URL != "" {
+		if err := tally.ValidToken(n.Domain); n.Domain != "" && err != nil {
+			return tally.Errorf(tally.EINVALID, "nats.domain: %s", err)
+		}
+		if n.Replicas < 1 || n.Replicas > 5 {
+			return tally.Errorf(tally.EINVALID, "nats.replicas: must be 1 to 5, got %d", n.Replicas)
+		}
+	} else {
+		if n.StoreDir == "" {
+			return tally.Errorf(tally.EINVALID, "nats.store_dir: required with an embedded server")
+		}
+		if n.Port < 0 || n.Port > 65535 {
+			return tally.Errorf(tally.EINVALID, "nats.port: must be 0 to 65535, got %d", n.Port)
+		}
+		if n.Replicas != 1 {
+			return tally.Errorf(tally.EINVALID, "nats.replicas: an embedded server holds 1 replica, got %d", n.Replicas)
+		}
+		if n.HubURL != "" {
+			u, err := url.Parse(n.HubURL)
+			if err != nil || u.Host == "" {
+				return tally.Errorf(tally.EINVALID, "nats.hub_url: %q is not a URL like nats-leaf://host:7422", n.HubURL)
+			}
+		}
+	}
+	if c.HTTP.MaxBody < 0 {
+		return tally.Errorf(tally.EINVALID, "http.max_body: must not be negative")
+	}
+	if c.HTTP.MaxBatch < 0 {
+		return tally.Errorf(tally.EINVALID, "http.max_batch: must not be negative")
+	}
+	return nil
+}
+
+// Node is a region node. Create it with New, start it with Open, stop it
+// with Close.
+type Node struct {
+	cfg    Config
+	region tally.RegionID
+	e      *tally.Election
+	log    zerolog.Logger
+
+	// contests are the contests on the region's ballots, in definition
+	// order; precincts counts the region's precincts per contest.
+	contests  []tally.ContestID
+	precincts map[tally.ContestID]int
+
+	ns     *server.Server
+	nc     *nats.Conn
+	ncDone chan struct{} // closed when nc is closed
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	cc     jetstream.ConsumeContext
+
+	ln  net.Listener
+	srv *http.Server
+	wg  sync.WaitGroup
+
+	mu      sync.Mutex // guards totals and applied
+	totals  *tally.Totals
+	applied chan struct{} // closed and replaced whenever totals move on
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New returns a node for cfg, with defaults applied. It does not start
+// anything; call Open. Errors have code EINVALID and name the field.
+func New(cfg Config) (*Node, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:       cfg,
+		region:    cfg.Region,
+		e:         cfg.Election,
+		log:       cfg.Logger.With().Str("region", string(cfg.Region)).Logger(),
+		precincts: map[tally.ContestID]int{},
+		totals:    tally.NewTotals(cfg.Election),
+		applied:   make(chan struct{}),
+	}
+	for _, p := range cfg.Election.RegionPrecincts(cfg.Region) {
+		for _, c := range cfg.Election.Precinct(p).Contests {
+			n.precincts[c]++
+		}
+	}
+	for _, c := range cfg.Election.Contests {
+		if n.precincts[c.ID] > 0 {
+			n.contests = append(n.contests, c.ID)
+		}
+	}
+	return n, nil
+}
+
+// Open starts the node: the embedded NATS server (if any, with JetStream
+// domain = region id and a leaf-node link to the hub), the RESULTS stream
+// (created or updated), the totals consumer and the HTTP intake. It returns
+// once the intake is listening and the totals have caught up with the
+// stream as it was at start. ctx bounds setup only. On error everything
+// started is stopped again.
+func (n *Node) Open(ctx context.Context) error {
+	start := time.Now()
+	if err := n.open(ctx); err != nil {
+		if cerr := n.Close(); cerr != nil {
+			n.log.Warn().Err(cerr).Msg("cleanup after failed open failed")
+		}
+		return err
+	}
+	n.log.Info().Str("stream", tally.ResultsStream).Str("nats", n.ClientURL()).Str("http", n.HTTPAddr()).
+		Int64("duration_ms", time.Since(start).Milliseconds()).Msg("region node opened")
+	return nil
+}
+
+func (n *Node) open(ctx context.Context) error {
+	if n.cfg.NATS.URL == "" {
+		if err := n.startServer(ctx); err != nil {
+			return err
+		}
+	}
+	if err := n.connect(); err != nil {
+		return err
+	}
+	if err := n.createStream(ctx); err != nil {
+		return err
+	}
+	if err := n.startTotals(ctx); err != nil {
+		return err
+	}
+	return n.startHTTP()
+}
+
+func (n *Node) startServer(ctx context.Context) error {
+	c := n.cfg.NATS
+	opts := &server.Options{
+		ServerName:      "region-" + string(n.region),
+		Host:            c.Host,
+		Port:            c.Port,
+		JetStream:       true,
+		JetStreamDomain: string(n.region),
+		StoreDir:        c.StoreDir,
+		NoSigs:          true,
+		NoLog:           true,
+	}
+	if opts.Port == 0 {
+		opts.Port = server.RANDOM_PORT
+	}
+	if c.HubURL != "" {
+		u, err := url.Parse(c.HubURL)
+		if err != nil {
+			return tally.Errorf(tally.EINVALID, "nats.hub_url: %v", err)
+		}
+		opts.LeafNode = server.LeafNodeOpts{
+			Remotes:           []*server.RemoteLeafOpts{{URLs: []*url.URL{u}}},
+			ReconnectInterval: time.Second,
+		}
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("start nats server: %w", err)
+	}
+	n.ns = ns
+	go ns.Start()
+	wait := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		wait = time.Until(dl)
+	}
+	if !ns.ReadyForConnections(wait) {
+		return tally.Errorf(tally.EUNAVAILABLE, "nats server: not ready after %s", wait.Round(time.Millisecond))
+	}
+	return nil
+}
+
+func (n *Node) connect() error {
+	n.ncDone = make(chan struct{})
+	done := n.ncDone
+	opts := []nats.Option{
+		nats.Name("tally-region-" + string(n.region)),
+		nats.ClosedHandler(func(*nats.Conn) { close(done) }),
+	}
+	url := n.cfg.NATS.URL
+	if n.ns != nil {
+		opts = append(opts, nats.InProcessServer(n.ns))
+	} else {
+		opts = append(opts, nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		n.ncDone = nil
+		return tally.Errorf(tally.EUNAVAILABLE, "nats: connect: %v", err)
+	}
+	n.nc = nc
+	domain := n.cfg.NATS.Domain
+	if n.ns != nil {
+		domain = string(n.region)
+	}
+	js, err := jetstream.NewWithDomain(nc, domain)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	n.js = js
+	return nil
+}
+
+// streamConfig is the RESULTS stream: every report and correction of the
+// region, kept forever (a region must outlast its longest outage).
+func (n *Node) streamConfig() jetstream.StreamConfig {
+	replicas := n.cfg.NATS.Replicas
+	if n.ns != nil {
+		replicas = 1
+	}
+	return jetstream.StreamConfig{
+		Name:        tally.ResultsStream,
+		Description: "reports and corrections of region " + string(n.region),
+		Subjects:    []string{tally.ResultsSubjects(n.region)},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      0, // keep everything
+		Duplicates:  n.cfg.DuplicateWindow,
+		Replicas:    replicas,
+		// The sync (fsync) policy of the store is chosen in a later issue;
+		// until then the server's default applies.
+	}
+}
+
+func (n *Node) createStream(ctx context.Context) error {
+	s, err := n.js.CreateOrUpdateStream(ctx, n.streamConfig())
+	if err != nil {
+		return fmt.Errorf("create stream %s: %w", tally.ResultsStream, err)
+	}
+	n.stream = s
+	return nil
+}
+
+// Close stops the node: the HTTP intake (in-flight requests finish), the
+// totals consumer, the NATS connection (drained) and the embedded server.
+// It is safe to call more than once and returns the first call's error.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() { n.closeErr = n.close() })
+	return n.closeErr
+}
+
+func (n *Node) close() error {
+	var errs []error
+	if n.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := n.srv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
+		cancel()
+		n.wg.Wait()
+	}
+	if n.cc != nil {
+		n.cc.Drain()
+		select {
+		case <-n.cc.Closed():
+		case <-time.After(10 * time.Second):
+			errs = append(errs, errors.New("totals consumer: drain timed out"))
+		}
+	}
+	if n.nc != nil {
+		if err := n.nc.Drain(); err != nil {
+			n.nc.Close()
+		}
+		select {
+		case <-n.ncDone:
+		case <-time.After(10 * time.Second):
+			n.nc.Close()
+			errs = append(errs, errors.New("nats: drain timed out"))
+		}
+	}
+	if n.ns != nil {
+		n.ns.Shutdown()
+		n.ns.WaitForShutdown()
+	}
+	err := errors.Join(errs...)
+	n.log.Info().Err(err).Msg("region node closed")
+	return err
+}
+
+// HTTPAddr returns the intake's actual host:port, or "" before Open.
+func (n *Node) HTTPAddr() string {
+	if n.ln == nil {
+		return ""
+	}
+	return n.ln.Addr().String()
+}
+
+// ClientURL returns the NATS client URL: the embedded server's, or the
+// external URL.
+func (n *Node) ClientURL() string {
+	if n.ns != nil {
+		return n.ns.ClientURL()
+	}
+	return n.cfg.NATS.URL
+}
+
+// Server returns the embedded NATS server, or nil with an external one.
+func (n *Node) Server() *server.Server { return n.ns }

@@ -1,0 +1,123 @@
+package regional
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tallyvote/tally"
+)
+
+// startTotals feeds n.totals from the node's own RESULTS stream with an
+// ordered consumer from the first message, and waits until the totals have
+// caught up with the stream as it was when the consumer started.
+func (n *Node) startTotals(ctx context.Context) error {
+	info, err := n.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("stream %s info: %w", tally.ResultsStream, err)
+	}
+	cons, err := n.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("totals consumer: %w", err)
+	}
+	cc, err := cons.Consume(n.apply)
+	if err != nil {
+		return fmt.Errorf("totals consume: %w", err)
+	}
+	n.cc = cc
+	if err := n.waitApplied(ctx, info.State.LastSeq); err != nil {
+		return fmt.Errorf("totals catch-up to seq %d: %w", info.State.LastSeq, err)
+	}
+	return nil
+}
+
+// apply applies one stream message to the totals. A message that is not a
+// valid report of this region is logged and skipped.
+func (n *Node) apply(msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		n.log.Error().Err(err).Str("subject", msg.Subject()).Msg("message metadata unreadable")
+		return
+	}
+	seq := meta.Sequence.Stream
+	rep, err := tally.DecodeReport(msg.Data())
+	if err == nil {
+		err = rep.Validate(n.e)
+	}
+	if err == nil && rep.Region != n.region {
+		err = tally.Errorf(tally.EINVALID, "region: %q is not this node's region", rep.Region)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if err != nil {
+		n.log.Warn().Err(err).Str("subject", msg.Subject()).Uint64("seq", seq).
+			Str("stream", tally.ResultsStream).Msg("message skipped by totals")
+		n.totals.Advance(n.region, seq)
+	} else {
+		n.totals.Apply(seq, rep)
+	}
+	close(n.applied)
+	n.applied = make(chan struct{})
+}
+
+// waitApplied waits until the totals have applied the stream up to seq.
+func (n *Node) waitApplied(ctx context.Context, seq uint64) error {
+	for {
+		n.mu.Lock()
+		last, ch := n.totals.LastSeq(n.region), n.applied
+		n.mu.Unlock()
+		if last >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// AppliedSeq returns the last RESULTS stream sequence reflected in the
+// node's totals (0 before any).
+func (n *Node) AppliedSeq() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.totals.LastSeq(n.region)
+}
+
+// Totals returns the region's own totals for contest c, from its own
+// stream: the precinct counts are those of the region's precincts and the
+// only region listed is this one. ok is false when c is not on any ballot
+// of the region.
+func (n *Node) Totals(c tally.ContestID) (tally.ContestResult, bool) {
+	if n.precincts[c] == 0 {
+		return tally.ContestResult{}, false
+	}
+	n.mu.Lock()
+	res := n.totals.ContestResult(c, nil)
+	n.mu.Unlock()
+	res.Precincts.Total = n.precincts[c]
+	regions := make([]tally.RegionResult, 0, 1)
+	for _, rr := range res.Regions {
+		if rr.ID == n.region {
+			regions = append(regions, rr)
+		}
+	}
+	res.Regions = regions
+	return res, true
+}
+
+// AllTotals returns the region's own totals of every contest on its
+// ballots, in definition order.
+func (n *Node) AllTotals() []tally.ContestResult {
+	out := make([]tally.ContestResult, 0, len(n.contests))
+	for _, c := range n.contests {
+		if res, ok := n.Totals(c); ok {
+			out = append(out, res)
+		}
+	}
+	return out
+}
