@@ -1,0 +1,136 @@
+package reconciler
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tallyvote/tally"
+)
+
+// startConsumer starts consuming region reg's mirror at sequence from, or at
+// Applied(reg)+1 when from is 0, replacing the region's current consumer.
+//
+// The consumer is an ordered consumer (ephemeral, flow-controlled, no acks)
+// rather than a durable one: where to resume is the national state's own
+// record of the last applied sequence (Totals.LastSeq), which a snapshot will
+// store together with the totals it produced. A durable consumer's ack floor
+// would be a second record that can disagree with the state after a crash
+// between apply and ack; with the state as the only record, apply and
+// "position" change together, and a restart resumes exactly at seq+1.
+// Because Apply ignores sequences at or below the last applied one, any
+// redelivery (an ordered consumer's reset, an earlier start) is harmless.
+func (r *Reconciler) startConsumer(ctx context.Context, reg tally.RegionID, from uint64) error {
+	r.stopConsumer(reg)
+	if from == 0 {
+		from = r.Applied(reg) + 1
+	}
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	if from > 1 {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = from
+	}
+	name := tally.MirrorStream(reg)
+	cons, err := r.js.OrderedConsumer(ctx, name, cfg)
+	if err != nil {
+		return fmt.Errorf("consumer of mirror %s: %w", name, err)
+	}
+	log := r.log.With().Str("region", string(reg)).Str("stream", name).Logger()
+	cc, err := cons.Consume(func(msg jetstream.Msg) { r.handle(reg, msg) },
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			log.Warn().Err(err).Msg("consume error")
+		}))
+	if err != nil {
+		return fmt.Errorf("consume mirror %s: %w", name, err)
+	}
+	r.consMu.Lock()
+	r.consumers[reg] = cc
+	r.consMu.Unlock()
+	log.Info().Uint64("seq", from).Msg("consumer started")
+	return nil
+}
+
+// stopConsumer stops region reg's consumer, if any, and waits until its
+// handler has returned.
+func (r *Reconciler) stopConsumer(reg tally.RegionID) {
+	r.consMu.Lock()
+	cc := r.consumers[reg]
+	delete(r.consumers, reg)
+	r.consMu.Unlock()
+	if cc != nil {
+		cc.Stop()
+		<-cc.Closed()
+	}
+}
+
+// handle applies one mirrored message. Mirrors keep the region's sequence
+// numbers, so the message's stream sequence is the region's.
+func (r *Reconciler) handle(reg tally.RegionID, msg jetstream.Msg) {
+	md, err := msg.Metadata()
+	if err != nil {
+		// Without a sequence the message cannot be placed; an ordered
+		// consumer never delivers such a message.
+		r.log.Error().Err(err).Str("region", string(reg)).Str("subject", msg.Subject()).Msg("message metadata unreadable")
+		return
+	}
+	r.apply(reg, md.Sequence.Stream, msg.Subject(), msg.Data())
+}
+
+// apply applies the event stored at sequence seq of region reg's stream. It
+// reports whether the totals changed. An event at or below Applied(reg)
+// changes nothing, so applying the same sequence twice is harmless. A
+// message that is not a results event moves Applied(reg) on without changing
+// the totals; so does an invalid event, which is logged: retrying cannot fix
+// it, and it must not block the events after it.
+func (r *Reconciler) apply(reg tally.RegionID, seq uint64, subject string, data []byte) bool {
+	sreg, p, c, ok := tally.ParseResultsSubject(subject)
+	if !ok {
+		r.mu.Lock()
+		r.totals.Advance(reg, seq)
+		r.mu.Unlock()
+		r.log.Debug().Str("region", string(reg)).Uint64("seq", seq).Str("subject", subject).Msg("non-results message skipped")
+		return false
+	}
+	rep, err := decodeEvent(r.e, reg, sreg, p, c, data)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		if seq > r.totals.LastSeq(reg) {
+			r.log.Error().Err(err).Str("region", string(reg)).Uint64("seq", seq).Str("subject", subject).Msg("invalid event skipped")
+		}
+		r.totals.Advance(reg, seq)
+		return false
+	}
+	if !r.totals.Apply(seq, rep) {
+		return false
+	}
+	r.dirty[rep.Contest] = true
+	if rep.ReportedAt.After(r.lastUpdate[reg]) {
+		r.lastUpdate[reg] = rep.ReportedAt
+	}
+	return true
+}
+
+// decodeEvent decodes and validates a report read from region reg's mirror
+// under a subject naming region sreg, precinct p and contest c. Beyond
+// Report.Validate, the report must belong where it was stored: a report of
+// another region would move that region's applied sequence with a sequence of
+// this one. Errors have code EINVALID.
+func decodeEvent(e *tally.Election, reg, sreg tally.RegionID, p tally.PrecinctID, c tally.ContestID, data []byte) (*tally.Report, error) {
+	if sreg != reg {
+		return nil, tally.Errorf(tally.EINVALID, "subject names region %q in the stream of region %q", sreg, reg)
+	}
+	rep, err := tally.DecodeReport(data)
+	if err != nil {
+		return nil, err
+	}
+	if err := rep.Validate(e); err != nil {
+		return nil, err
+	}
+	if rep.Region != reg || rep.Precinct != p || rep.Contest != c {
+		return nil, tally.Errorf(tally.EINVALID, "report for %s/%s/%s stored under the subject of %s/%s/%s",
+			rep.Region, rep.Precinct, rep.Contest, reg, p, c)
+	}
+	return rep, nil
+}

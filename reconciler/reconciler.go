@@ -1,0 +1,461 @@
+// Package reconciler is the hub side of the results federation: it mirrors
+// every region's RESULTS stream into the hub's JetStream domain, merges the
+// mirrors into national totals exactly once, watches each region's health and
+// publishes the national state to a key-value bucket that gateways serve.
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/tallyvote/tally"
+)
+
+// mirrorHeartbeat is the idle heartbeat of the consumer a hub mirror creates
+// on its region (sourceHealthHB in nats-server's stream.go). While the link
+// is up, a mirror's Active never grows much past it.
+const mirrorHeartbeat = time.Second
+
+// MinOfflineAfter is the smallest Config.OfflineAfter accepted: two mirror
+// heartbeats, so that one late heartbeat does not mark a region offline.
+const MinOfflineAfter = 2 * mirrorHeartbeat
+
+// Defaults for the zero values of Config.
+const (
+	DefaultPublishInterval = 100 * time.Millisecond
+	DefaultHealthInterval  = time.Second
+	DefaultOfflineAfter    = 5 * time.Second
+	DefaultLagThreshold    = 1000
+)
+
+// Config configures a Reconciler.
+type Config struct {
+	// Election is the election to reconcile; it must have been validated.
+	Election *tally.Election
+	NATS     NATSConfig
+	// PublishInterval bounds how often changed national state is written to
+	// the bucket: at most one publish per interval. 0 means 100ms.
+	PublishInterval time.Duration
+	// HealthInterval is how often region health is checked. 0 means 1s.
+	HealthInterval time.Duration
+	// OfflineAfter is how long a mirror may go without hearing from its
+	// region before the region is offline. A region whose leaf link is known
+	// to be down is offline at once. 0 means 5s; at least MinOfflineAfter.
+	OfflineAfter time.Duration
+	// LagThreshold is how many events a connected region may be behind
+	// (mirror lag plus mirrored but unapplied events) before it is lagging.
+	// 0 means 1000.
+	LagThreshold uint64
+	// Logger receives the reconciler's logs and the embedded server's.
+	Logger zerolog.Logger
+}
+
+// NATSConfig says which NATS the hub runs on: an external one (URL) or an
+// embedded server (the rest).
+type NATSConfig struct {
+	// URL is the client URL of an external hub NATS; when set, nothing is
+	// embedded and region health is derived from the mirrors alone.
+	URL string
+	// Replicas is the replica count of the mirrors and the bucket on an
+	// external cluster. 0 means 1.
+	Replicas int
+
+	// Host is the embedded server's listen host; default 127.0.0.1.
+	Host string
+	// Port is the embedded server's client port; 0 picks a free one.
+	Port int
+	// LeafPort is the embedded server's leaf-node port; 0 picks a free one.
+	LeafPort int
+	// StoreDir is the embedded server's JetStream directory; required when
+	// embedded.
+	StoreDir string
+}
+
+// Reconciler merges the region mirrors into national totals. Create it with
+// New, start it with Open and stop it with Close.
+type Reconciler struct {
+	cfg Config
+	e   *tally.Election
+	log zerolog.Logger
+
+	ns      *server.Server // embedded server, or nil
+	leafURL string
+	ncDone  chan struct{} // closed when nc is closed
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	kv      jetstream.KeyValue
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	consMu    sync.Mutex
+	consumers map[tally.RegionID]jetstream.ConsumeContext
+
+	mu             sync.Mutex
+	totals         *tally.Totals
+	statuses       []tally.RegionStatus // election order
+	lastUpdate     map[tally.RegionID]time.Time
+	regionContests map[tally.RegionID][]tally.ContestID
+	dirty          map[tally.ContestID]bool
+	regionsDirty   bool
+
+	pub    publisher                    // owned by the publisher goroutine after Open
+	linkUp map[tally.RegionID]time.Time // owned by checkHealth (Open, then the health loop)
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New checks cfg, fills in its defaults and returns a Reconciler that is not
+// yet running. Errors have code EINVALID.
+func New(cfg Config) (*Reconciler, error) {
+	if cfg.Election == nil {
+		return nil, tally.Errorf(tally.EINVALID, "reconciler: election required")
+	}
+	if len(cfg.Election.Regions) == 0 {
+		return nil, tally.Errorf(tally.EINVALID, "reconciler: election: no regions")
+	}
+	if cfg.PublishInterval == 0 {
+		cfg.PublishInterval = DefaultPublishInterval
+	}
+	if cfg.HealthInterval == 0 {
+		cfg.HealthInterval = DefaultHealthInterval
+	}
+	if cfg.OfflineAfter == 0 {
+		cfg.OfflineAfter = DefaultOfflineAfter
+	}
+	if cfg.LagThreshold == 0 {
+		cfg.LagThreshold = DefaultLagThreshold
+	}
+	if cfg.NATS.Replicas == 0 {
+		cfg.NATS.Replicas = 1
+	}
+	if cfg.NATS.Host == "" {
+		cfg.NATS.Host = "127.0.0.1"
+	}
+	switch {
+	case cfg.PublishInterval < 0:
+		return nil, tally.Errorf(tally.EINVALID, "reconciler: publish_interval: must be positive")
+	case cfg.HealthInterval < 0:
+		return nil, tally.Errorf(tally.EINVALID, "reconciler: health_interval: must be positive")
+	case cfg.OfflineAfter < MinOfflineAfter:
+		return nil, tally.Errorf(tally.EINVALID, "reconciler: offline_after: must be at least %s (two mirror heartbeats), got %s", MinOfflineAfter, cfg.OfflineAfter)
+	case cfg.NATS.Replicas < 0 || cfg.NATS.Replicas > 5:
+		return nil, tally.Errorf(tally.EINVALID, "reconciler: nats.replicas: must be 1 to 5, got %d", cfg.NATS.Replicas)
+	case cfg.NATS.URL == "" && cfg.NATS.StoreDir == "":
+		return nil, tally.Errorf(tally.EINVALID, "reconciler: nats.store_dir: required for the embedded server")
+	case cfg.NATS.Port < 0 || cfg.NATS.LeafPort < 0:
+		return nil, tally.Errorf(tally.EINVALID, "reconciler: nats ports: must not be negative")
+	}
+	r := &Reconciler{
+		cfg:            cfg,
+		e:              cfg.Election,
+		log:            cfg.Logger.With().Str("component", "reconciler").Logger(),
+		consumers:      map[tally.RegionID]jetstream.ConsumeContext{},
+		totals:         tally.NewTotals(cfg.Election),
+		lastUpdate:     map[tally.RegionID]time.Time{},
+		dirty:          map[tally.ContestID]bool{},
+		ncDone:         make(chan struct{}),
+		linkUp:         map[tally.RegionID]time.Time{},
+		regionContests: map[tally.RegionID][]tally.ContestID{},
+	}
+	for _, c := range cfg.Election.Contests {
+		for _, reg := range cfg.Election.ContestRegions(c.ID) {
+			r.regionContests[reg] = append(r.regionContests[reg], c.ID)
+		}
+	}
+	now := time.Now().UTC()
+	for _, reg := range cfg.Election.Regions {
+		r.statuses = append(r.statuses, tally.RegionStatus{
+			ID: reg.ID, Name: reg.Name, Status: tally.StatusOffline, Since: now,
+		})
+	}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	return r, nil
+}
+
+// Open starts the embedded server (unless NATS.URL is set), creates one
+// mirror per region and the national bucket, checks region health once,
+// publishes every contest, and starts the consumers, the health loop and
+// the publisher. It returns once all of that is set up; ctx bounds setup
+// only. Call it once. On error, everything started is stopped again, as by
+// Close.
+func (r *Reconciler) Open(ctx context.Context) (err error) {
+	start := time.Now()
+	defer func() {
+		if err != nil {
+			if cerr := r.Close(); cerr != nil {
+				r.log.Warn().Err(cerr).Msg("close after failed open failed")
+			}
+		}
+	}()
+	if err := r.connect(); err != nil {
+		return err
+	}
+	for _, reg := range r.e.Regions {
+		if err := r.ensureMirror(ctx, reg.ID); err != nil {
+			return err
+		}
+	}
+	kv, err := r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:   tally.NationalBucket,
+		History:  1,
+		Storage:  jetstream.FileStorage,
+		Replicas: r.cfg.NATS.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("create bucket %s: %w", tally.NationalBucket, err)
+	}
+	r.kv = kv
+	for _, reg := range r.e.Regions {
+		if err := r.startConsumer(ctx, reg.ID, 0); err != nil {
+			return err
+		}
+	}
+	// Health first, so the first publish carries real statuses; then every
+	// contest once, so gateways see all of them (zeros included) at once.
+	r.checkHealth(ctx)
+	r.mu.Lock()
+	for _, c := range r.e.Contests {
+		r.dirty[c.ID] = true
+	}
+	r.regionsDirty = true
+	r.mu.Unlock()
+	r.pub.init(r.kv)
+	if err := r.publish(ctx); err != nil {
+		return fmt.Errorf("publish national state: %w", err)
+	}
+	r.wg.Add(2)
+	go r.healthLoop()
+	go r.publishLoop()
+	r.log.Info().Str("client_url", r.ClientURL()).Str("leaf_url", r.LeafURL()).
+		Int("regions", len(r.e.Regions)).Int64("duration_ms", time.Since(start).Milliseconds()).
+		Msg("reconciler opened")
+	return nil
+}
+
+// connect starts the embedded server if there is one and connects to NATS.
+func (r *Reconciler) connect() error {
+	n := r.cfg.NATS
+	opts := []nats.Option{
+		nats.Name("tally-reconciler"),
+		nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				r.log.Warn().Err(err).Msg("nats disconnected")
+			}
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { r.log.Info().Msg("nats reconnected") }),
+		nats.ClosedHandler(func(*nats.Conn) { close(r.ncDone) }),
+	}
+	url := n.URL
+	if url == "" {
+		port, leafPort := n.Port, n.LeafPort
+		if port == 0 {
+			port = -1
+		}
+		if leafPort == 0 {
+			leafPort = -1
+		}
+		sopts := &server.Options{
+			ServerName:      "hub",
+			Host:            n.Host,
+			Port:            port,
+			JetStream:       true,
+			JetStreamDomain: tally.HubDomain,
+			StoreDir:        n.StoreDir,
+			LeafNode:        server.LeafNodeOpts{Host: n.Host, Port: leafPort},
+			NoSigs:          true,
+		}
+		ns, err := server.NewServer(sopts)
+		if err != nil {
+			return fmt.Errorf("embedded nats: %w", err)
+		}
+		ns.SetLoggerV2(serverLogger{r.cfg.Logger.With().Str("component", "nats-server").Logger()}, false, false, false)
+		go ns.Start()
+		if !ns.ReadyForConnections(10 * time.Second) {
+			ns.Shutdown()
+			return tally.Errorf(tally.EUNAVAILABLE, "embedded nats: not ready after 10s")
+		}
+		r.ns = ns
+		// The server writes the port it picked back into its options
+		// before it is ready for connections.
+		r.leafURL = "nats-leaf://" + net.JoinHostPort(n.Host, strconv.Itoa(sopts.LeafNode.Port))
+		url = ns.ClientURL()
+		opts = append(opts, nats.InProcessServer(ns))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return fmt.Errorf("connect to hub nats: %w", err)
+	}
+	r.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	r.js = js
+	return nil
+}
+
+// ensureMirror creates the hub's mirror of region reg's RESULTS stream, or
+// checks the existing one. A mirror has no subjects of its own: listening on
+// the regional subjects as well would count every event twice.
+func (r *Reconciler) ensureMirror(ctx context.Context, reg tally.RegionID) error {
+	name := tally.MirrorStream(reg)
+	s, err := r.js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = r.js.CreateStream(ctx, jetstream.StreamConfig{
+			Name:        name,
+			Description: "hub mirror of region " + string(reg) + "'s " + tally.ResultsStream + " stream",
+			Storage:     jetstream.FileStorage,
+			Replicas:    r.cfg.NATS.Replicas,
+			Mirror:      &jetstream.StreamSource{Name: tally.ResultsStream, Domain: string(reg)},
+		})
+		if err != nil {
+			return fmt.Errorf("create mirror %s: %w", name, err)
+		}
+		r.log.Info().Str("region", string(reg)).Str("stream", name).Msg("mirror created")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("look up mirror %s: %w", name, err)
+	}
+	cfg := s.CachedInfo().Config
+	if cfg.Mirror == nil || cfg.Mirror.Name != tally.ResultsStream || len(cfg.Subjects) > 0 {
+		return tally.Errorf(tally.EINVALID, "stream %s exists but is not a subject-less mirror of %s", name, tally.ResultsStream)
+	}
+	return nil
+}
+
+// Close stops the consumers (draining what they hold), flushes the national
+// state one last time, waits for every goroutine, closes the connection and
+// shuts the embedded server down. It is safe to call more than once; later
+// calls return the first call's error.
+func (r *Reconciler) Close() error {
+	r.closeOnce.Do(func() {
+		var errs []error
+		r.consMu.Lock()
+		ccs := r.consumers
+		r.consumers = map[tally.RegionID]jetstream.ConsumeContext{}
+		r.consMu.Unlock()
+		for _, cc := range ccs {
+			cc.Drain()
+		}
+		for reg, cc := range ccs {
+			select {
+			case <-cc.Closed():
+			case <-time.After(5 * time.Second):
+				errs = append(errs, fmt.Errorf("drain consumer of region %s: timed out", reg))
+			}
+		}
+		r.cancel() // the publisher flushes once more on its way out
+		r.wg.Wait()
+		if r.nc != nil {
+			if err := r.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+				errs = append(errs, fmt.Errorf("drain nats connection: %w", err))
+			}
+			select {
+			case <-r.ncDone:
+			case <-time.After(5 * time.Second):
+				r.nc.Close()
+			}
+		}
+		if r.ns != nil {
+			r.ns.Shutdown()
+			r.ns.WaitForShutdown()
+		}
+		r.closeErr = errors.Join(errs...)
+		r.log.Info().Msg("reconciler closed")
+	})
+	return r.closeErr
+}
+
+// ClientURL returns the NATS client URL of the hub, which gateways connect
+// to: the embedded server's, or NATS.URL.
+func (r *Reconciler) ClientURL() string {
+	if r.ns != nil {
+		return r.ns.ClientURL()
+	}
+	return r.cfg.NATS.URL
+}
+
+// LeafURL returns the nats-leaf://host:port URL that region nodes dial, or
+// "" when the hub is not embedded (the external server's own leaf listener
+// applies then).
+func (r *Reconciler) LeafURL() string {
+	return r.leafURL
+}
+
+// Server returns the embedded NATS server, or nil with an external one.
+func (r *Reconciler) Server() *server.Server { return r.ns }
+
+// Statuses returns the current health of every region, in election order.
+func (r *Reconciler) Statuses() []tally.RegionStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]tally.RegionStatus(nil), r.statuses...)
+}
+
+// Result returns the current in-memory result of contest c: a contest of
+// the election, or the national view of an office (tally.NationalContestID).
+// ok is false for an unknown id.
+func (r *Reconciler) Result(c tally.ContestID) (res tally.ContestResult, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sm := r.statusMapLocked()
+	if r.e.Contest(c) != nil {
+		return r.totals.ContestResult(c, sm), true
+	}
+	for _, office := range r.e.Offices() {
+		if tally.NationalContestID(office) == c {
+			return r.nationalLocked(office, sm), true
+		}
+	}
+	return tally.ContestResult{}, false
+}
+
+// Applied returns the last sequence of region reg's stream applied to the
+// national totals (0 if none). Consumers resume at Applied+1.
+func (r *Reconciler) Applied(reg tally.RegionID) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.totals.LastSeq(reg)
+}
+
+func (r *Reconciler) statusMapLocked() map[tally.RegionID]tally.RegionStatus {
+	m := make(map[tally.RegionID]tally.RegionStatus, len(r.statuses))
+	for _, st := range r.statuses {
+		m[st.ID] = st
+	}
+	return m
+}
+
+func (r *Reconciler) nationalLocked(office string, sm map[tally.RegionID]tally.RegionStatus) tally.ContestResult {
+	var parts []tally.ContestResult
+	for _, c := range r.e.OfficeContests(office) {
+		parts = append(parts, r.totals.ContestResult(c, sm))
+	}
+	return tally.NationalResult(office, parts)
+}
+
+// serverLogger passes the embedded server's log lines to zerolog. Notices
+// are lifecycle chatter and go to Debug; debug and trace lines are dropped.
+type serverLogger struct{ l zerolog.Logger }
+
+func (s serverLogger) Noticef(format string, v ...any) { s.l.Debug().Msg(fmt.Sprintf(format, v...)) }
+func (s serverLogger) Warnf(format string, v ...any)   { s.l.Warn().Msg(fmt.Sprintf(format, v...)) }
+func (s serverLogger) Fatalf(format string, v ...any)  { s.l.Error().Msg(fmt.Sprintf(format, v...)) }
+func (s serverLogger) Errorf(format string, v ...any)  { s.l.Error().Msg(fmt.Sprintf(format, v...)) }
+func (s serverLogger) Debugf(string, ...any)           {}
+func (s serverLogger) Tracef(string, ...any)           {}
