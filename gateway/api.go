@@ -1,0 +1,105 @@
+package gateway
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tallyvote/tally"
+)
+
+// routes builds the echo instance with every route.
+func (g *Gateway) routes() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = g.handleError
+	e.Use(g.requestContext)
+
+	// Not an echo Group: a group with middleware answers 404 for every
+	// unmatched path under it, hiding 405s.
+	api := func(path string, h echo.HandlerFunc) { e.GET("/api/v1"+path, h, publicAPI) }
+	api("/election", g.getElection)
+	api("/contests", g.getContests)
+	api("/contests/:id", g.getContest)
+	api("/regions", g.getRegions)
+	api("/precincts/:id", g.getPrecinct)
+	api("/stream", g.stream)
+
+	e.GET("/healthz", g.healthz)
+	e.GET("/readyz", g.readyz)
+	// The dashboard's files sit at the root, with no subdirectories.
+	e.GET("/", g.serveStatic)
+	e.GET("/:file", g.serveStatic)
+	return e
+}
+
+// publicAPI marks the API as public, read-only data any site may fetch.
+func publicAPI(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Set("Access-Control-Expose-Headers", "ETag, X-Request-Id")
+		h.Set("X-Content-Type-Options", "nosniff")
+		return next(c)
+	}
+}
+
+// currentView returns the cached state, or EUNAVAILABLE until it is loaded.
+func (g *Gateway) currentView() (*view, error) {
+	v := g.view.Load()
+	if v == nil {
+		return nil, tally.Errorf(tally.EUNAVAILABLE, "national results not available yet")
+	}
+	return v, nil
+}
+
+func (g *Gateway) getElection(c echo.Context) error { return serve(c, g.election) }
+
+func (g *Gateway) getContests(c echo.Context) error {
+	v, err := g.currentView()
+	if err != nil {
+		return err
+	}
+	return serve(c, v.list)
+}
+
+func (g *Gateway) getContest(c echo.Context) error {
+	v, err := g.currentView()
+	if err != nil {
+		return err
+	}
+	id := tally.ContestID(c.Param("id"))
+	r := v.contests[id]
+	if r == nil {
+		if g.cfg.Election.Contest(id) != nil {
+			return tally.Errorf(tally.ENOTFOUND, "contest %q has no results yet", id)
+		}
+		return tally.Errorf(tally.ENOTFOUND, "unknown contest %q", id)
+	}
+	return serve(c, r)
+}
+
+func (g *Gateway) getRegions(c echo.Context) error {
+	v, err := g.currentView()
+	if err != nil {
+		return err
+	}
+	return serve(c, v.regions)
+}
+
+type statusJSON struct {
+	Status string `json:"status"`
+}
+
+func (g *Gateway) healthz(c echo.Context) error {
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, statusJSON{Status: "ok"})
+}
+
+func (g *Gateway) readyz(c echo.Context) error {
+	if !g.ready() {
+		return tally.Errorf(tally.EUNAVAILABLE, "national bucket not loaded")
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, statusJSON{Status: "ready"})
+}

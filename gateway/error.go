@@ -1,0 +1,95 @@
+package gateway
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+	"github.com/rs/zerolog"
+
+	"github.com/tallyvote/tally"
+)
+
+// statusByCode maps tally error codes to HTTP status; any other code is 500.
+var statusByCode = map[string]int{
+	tally.EINVALID:      http.StatusBadRequest,
+	tally.EUNAUTHORIZED: http.StatusUnauthorized,
+	tally.EFORBIDDEN:    http.StatusForbidden,
+	tally.ENOTFOUND:     http.StatusNotFound,
+	tally.ECONFLICT:     http.StatusConflict,
+	tally.ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	tally.EUNAVAILABLE:  http.StatusServiceUnavailable,
+}
+
+// errorBody is the JSON shape of every error response.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// handleError is the echo HTTPErrorHandler: the one place errors become
+// responses. Coded errors get their status and message; echo's own errors
+// (unknown route, bad method) keep their status; anything else is logged
+// once, with the request id, and shown as "internal error".
+func (g *Gateway) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return // an event stream that failed mid-way: nothing more to send
+	}
+	status, body := http.StatusInternalServerError, errorDetail{Code: tally.EINTERNAL, Message: "internal error"}
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &he):
+		status = he.Code
+		body.Code = codeForStatus(he.Code)
+		body.Message = http.StatusText(he.Code)
+		if m, ok := he.Message.(string); ok && m != "" {
+			body.Message = m
+		}
+		if status >= 500 {
+			zerolog.Ctx(c.Request().Context()).Error().Err(err).Msg("request failed")
+		}
+	case tally.ErrorCode(err) != tally.EINTERNAL:
+		code := tally.ErrorCode(err)
+		if s, ok := statusByCode[code]; ok {
+			status = s
+		}
+		body = errorDetail{Code: code, Message: tally.ErrorMessage(err)}
+		if status >= 500 && status != http.StatusServiceUnavailable {
+			zerolog.Ctx(c.Request().Context()).Error().Err(err).Msg("request failed")
+		}
+	default:
+		zerolog.Ctx(c.Request().Context()).Error().Err(err).Msg("request failed")
+	}
+	if status == http.StatusServiceUnavailable {
+		c.Response().Header().Set("Retry-After", "2")
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	var werr error
+	if c.Request().Method == http.MethodHead {
+		werr = c.NoContent(status)
+	} else {
+		werr = c.JSON(status, errorBody{Error: body})
+	}
+	if werr != nil {
+		zerolog.Ctx(c.Request().Context()).Debug().Err(werr).Msg("error response not sent")
+	}
+}
+
+// codeForStatus names an HTTP status as an error code: the tally code when
+// one maps to it, else the status text in snake case ("method_not_allowed").
+func codeForStatus(status int) string {
+	for code, s := range statusByCode {
+		if s == status {
+			return code
+		}
+	}
+	if t := http.StatusText(status); t != "" {
+		return strings.ReplaceAll(strings.ToLower(t), " ", "_")
+	}
+	return tally.EINTERNAL
+}
