@@ -1,0 +1,190 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tallyvote/tally"
+)
+
+// benchBatch is how many reports one intake request carries in BenchmarkIngest.
+const benchBatch = 500
+
+// benchReports builds n reports per region, cycling over the region's
+// precincts with growing counts, as cumulative reports arrive on the night.
+func benchReports(e *tally.Election, n int, round int) map[tally.RegionID][]*tally.Report {
+	out := map[tally.RegionID][]*tally.Report{}
+	for _, reg := range e.Regions {
+		ps := e.RegionPrecincts(reg.ID)
+		reps := make([]*tally.Report, n)
+		for i := range reps {
+			p := e.Precinct(ps[i%len(ps)])
+			c := e.Contest(p.Contests[0])
+			votes := make(map[tally.CandidateID]int64, len(c.Candidates))
+			for j, cand := range c.Candidates {
+				votes[cand.ID] = int64(round*n+i) + int64(j)
+			}
+			reps[i] = &tally.Report{
+				ID:     tally.EventID(fmt.Sprintf("%s-bench-%d-%d", reg.ID, round, i)),
+				Region: reg.ID, Precinct: p.ID, Contest: c.ID, Votes: votes,
+				ReportedAt: time.Date(2020, 11, 3, 20, 0, 0, 0, time.UTC),
+			}
+		}
+		out[reg.ID] = reps
+	}
+	return out
+}
+
+// rawPublishRate measures the baseline: JetStream async publish of the same
+// canonical event bytes, with their Nats-Msg-Id, into one file-backed stream
+// on an embedded server, waiting for every ack. It returns events per second.
+func rawPublishRate(b *testing.B, reports map[tally.RegionID][]*tally.Report) float64 {
+	b.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: b.TempDir(), NoLog: true, NoSigs: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		b.Fatal("nats not ready")
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "RAW", Subjects: []string{"tally.>"}, Storage: jetstream.FileStorage}); err != nil {
+		b.Fatal(err)
+	}
+	var msgs []*nats.Msg
+	for _, reps := range reports {
+		for _, r := range reps {
+			body, err := r.Encode()
+			if err != nil {
+				b.Fatal(err)
+			}
+			m := nats.NewMsg(tally.ResultsSubject(r.Region, r.Precinct, r.Contest))
+			m.Data = body
+			m.Header.Set(jetstream.MsgIDHeader, string(r.ID))
+			msgs = append(msgs, m)
+		}
+	}
+	start := time.Now()
+	for _, m := range msgs {
+		if _, err := js.PublishMsgAsync(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		b.Fatal("raw publish did not complete")
+	}
+	return float64(len(msgs)) / time.Since(start).Seconds()
+}
+
+// BenchmarkIngest measures the ingest path, intake to national totals: each
+// region's reports are posted over HTTP in batches of benchBatch (one client
+// per region, all regions at once), and the clock stops when the hub has
+// applied every one of them. It reports events/s, the raw JetStream async
+// publish rate of the same event bytes measured in the same run, and their
+// ratio. One iteration is one batch per region.
+func BenchmarkIngest(b *testing.B) {
+	le, err := loadElection(ElectionSource{Results: "bundled", Regions: 2})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := le.Election
+	f := MustRunFederation(b, e, false)
+	reports := benchReports(e, b.N*benchBatch, 0)
+	raw := rawPublishRate(b, reports)
+
+	bodies := map[tally.RegionID][][]byte{}
+	total := 0
+	for reg, reps := range reports {
+		for i := 0; i < len(reps); i += benchBatch {
+			body, err := json.Marshal(reps[i:min(i+benchBatch, len(reps))])
+			if err != nil {
+				b.Fatal(err)
+			}
+			bodies[reg] = append(bodies[reg], body)
+		}
+		total += len(reps)
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	lastSeq := map[tally.RegionID]uint64{}
+	var mu sync.Mutex
+	for reg, bs := range bodies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			url := f.intake(reg) + "/api/v1/reports"
+			for _, body := range bs {
+				seq, err := postBatch(client, url, body)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				mu.Lock()
+				lastSeq[reg] = max(lastSeq[reg], seq)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for reg, seq := range lastSeq {
+		deadline := time.Now().Add(2 * time.Minute)
+		for f.rec.Applied(reg) < seq {
+			if time.Now().After(deadline) {
+				b.Fatalf("region %s: hub applied %d of %d", reg, f.rec.Applied(reg), seq)
+			}
+			time.Sleep(time.Millisecond) // polling the hub's progress
+		}
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	rate := float64(total) / el.Seconds()
+	b.ReportMetric(rate, "events/s")
+	b.ReportMetric(raw, "raw_events/s")
+	b.ReportMetric(rate/raw, "ratio")
+}
+
+func postBatch(c *http.Client, url string, body []byte) (uint64, error) {
+	resp, err := c.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Results []struct {
+			Seq uint64 `json:"seq"`
+		} `json:"results"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("POST %s: %s %v", url, resp.Status, err)
+	}
+	var last uint64
+	for _, r := range out.Results {
+		last = max(last, r.Seq)
+	}
+	return last, nil
+}

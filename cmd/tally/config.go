@@ -1,0 +1,335 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/tallyvote/tally"
+)
+
+// Duration is a time.Duration written as "5s", "250ms" or "4h" in config files.
+type Duration time.Duration
+
+// MarshalJSON writes d as a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration such as \"5s\", got %s", b)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("want a duration such as \"5s\", got %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ElectionSource says where a role gets its election definition. Exactly one
+// of File and Results is set; Results "bundled" is the data shipped with Tally.
+// Every role of one election must use the same source, so that they agree on
+// ids.
+type ElectionSource struct {
+	File    string `json:"file,omitempty"`    // an election definition, JSON or YAML
+	Results string `json:"results,omitempty"` // normalized results CSV files, comma-separated, or "bundled"
+	Year    int    `json:"year,omitempty"`    // with Results: the year to run; 0 = the latest
+	Regions int    `json:"regions,omitempty"` // with Results: regions per state; 0 = 2
+}
+
+func (s ElectionSource) validate(field string) error {
+	if s.File != "" && s.Results != "" {
+		return fmt.Errorf("%s: set file or results, not both", field)
+	}
+	if s.File == "" && s.Results == "" {
+		return fmt.Errorf("%s: set file (an election definition) or results (a results CSV, or \"bundled\")", field)
+	}
+	if s.Regions < 0 {
+		return fmt.Errorf("%s.regions: must be positive, got %d", field, s.Regions)
+	}
+	return nil
+}
+
+// LogConfig sets up logging.
+type LogConfig struct {
+	Level  string `json:"level"`  // debug, info, warn, error
+	Format string `json:"format"` // json, console, or auto (console on a terminal)
+}
+
+func (l LogConfig) validate() error {
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level: want debug, info, warn or error, got %q", l.Level)
+	}
+	switch l.Format {
+	case "json", "console", "auto":
+	default:
+		return fmt.Errorf("log.format: want json, console or auto, got %q", l.Format)
+	}
+	return nil
+}
+
+// RegionConfig configures `tally region`.
+type RegionConfig struct {
+	Region   string         `json:"region"`
+	Election ElectionSource `json:"election"`
+	NATS     struct {
+		URL      string `json:"url,omitempty"`    // external NATS; empty = embedded server
+		Domain   string `json:"domain,omitempty"` // JetStream domain on external NATS; empty = the region id
+		Host     string `json:"host"`
+		Port     int    `json:"port"`      // client port; 0 = random
+		StoreDir string `json:"store_dir"` // JetStream store of the embedded server
+		Hub      string `json:"hub"`       // the hub's leaf-node URL; empty = no link
+	} `json:"nats"`
+	HTTP struct {
+		Addr     string `json:"addr"`
+		MaxBody  int64  `json:"max_body"`
+		MaxBatch int    `json:"max_batch"`
+	} `json:"http"`
+	DuplicateWindow Duration  `json:"duplicate_window"`
+	Log             LogConfig `json:"log"`
+}
+
+// DefaultRegionConfig returns the defaults of `tally region`.
+func DefaultRegionConfig() RegionConfig {
+	var c RegionConfig
+	c.NATS.Host = "127.0.0.1"
+	c.NATS.Port = 4222
+	c.NATS.StoreDir = "tally-data/region"
+	c.HTTP.Addr = "127.0.0.1:8081"
+	c.HTTP.MaxBody = 8 << 20
+	c.HTTP.MaxBatch = 5000
+	c.DuplicateWindow = Duration(time.Hour)
+	c.Log = LogConfig{Level: "info", Format: "auto"}
+	return c
+}
+
+// Validate reports the first problem of c, naming the field.
+func (c *RegionConfig) Validate() error {
+	if err := tally.ValidToken(c.Region); err != nil {
+		return fmt.Errorf("region: %v", err)
+	}
+	if err := c.Election.validate("election"); err != nil {
+		return err
+	}
+	if c.NATS.URL == "" {
+		if c.NATS.StoreDir == "" {
+			return fmt.Errorf("nats.store_dir: required with an embedded server")
+		}
+		if c.NATS.Port < 0 || c.NATS.Port > 65535 {
+			return fmt.Errorf("nats.port: %d is not a port", c.NATS.Port)
+		}
+	}
+	if c.HTTP.Addr == "" {
+		return fmt.Errorf("http.addr: required")
+	}
+	if c.HTTP.MaxBody <= 0 {
+		return fmt.Errorf("http.max_body: must be positive")
+	}
+	if c.HTTP.MaxBatch <= 0 {
+		return fmt.Errorf("http.max_batch: must be positive")
+	}
+	if c.DuplicateWindow <= 0 {
+		return fmt.Errorf("duplicate_window: must be positive")
+	}
+	return c.Log.validate()
+}
+
+// HubConfig configures `tally hub`: the reconciler and a gateway.
+type HubConfig struct {
+	Election ElectionSource `json:"election"`
+	NATS     struct {
+		URL      string `json:"url,omitempty"` // external NATS; empty = embedded server
+		Host     string `json:"host"`
+		Port     int    `json:"port"`      // client port, for gateways
+		LeafPort int    `json:"leaf_port"` // leaf-node port, for regions
+		StoreDir string `json:"store_dir"`
+	} `json:"nats"`
+	HTTP struct {
+		Addr string `json:"addr"` // the gateway: dashboard and API
+	} `json:"http"`
+	PublishInterval Duration  `json:"publish_interval"`
+	OfflineAfter    Duration  `json:"offline_after"`
+	Log             LogConfig `json:"log"`
+}
+
+// DefaultHubConfig returns the defaults of `tally hub`.
+func DefaultHubConfig() HubConfig {
+	var c HubConfig
+	c.NATS.Host = "127.0.0.1"
+	c.NATS.Port = 4222
+	c.NATS.LeafPort = 7422
+	c.NATS.StoreDir = "tally-data/hub"
+	c.HTTP.Addr = "127.0.0.1:8080"
+	c.PublishInterval = Duration(100 * time.Millisecond)
+	c.OfflineAfter = Duration(5 * time.Second)
+	c.Log = LogConfig{Level: "info", Format: "auto"}
+	return c
+}
+
+// Validate reports the first problem of c, naming the field.
+func (c *HubConfig) Validate() error {
+	if err := c.Election.validate("election"); err != nil {
+		return err
+	}
+	if c.NATS.URL == "" {
+		if c.NATS.StoreDir == "" {
+			return fmt.Errorf("nats.store_dir: required with an embedded server")
+		}
+		for _, p := range []struct {
+			name string
+			v    int
+		}{{"nats.port", c.NATS.Port}, {"nats.leaf_port", c.NATS.LeafPort}} {
+			if p.v < 0 || p.v > 65535 {
+				return fmt.Errorf("%s: %d is not a port", p.name, p.v)
+			}
+		}
+	}
+	if c.HTTP.Addr == "" {
+		return fmt.Errorf("http.addr: required")
+	}
+	if c.PublishInterval <= 0 {
+		return fmt.Errorf("publish_interval: must be positive")
+	}
+	if c.OfflineAfter <= 0 {
+		return fmt.Errorf("offline_after: must be positive")
+	}
+	return c.Log.validate()
+}
+
+// DemoConfig configures `tally demo`: regions, hub, gateway and a replay in
+// one process.
+type DemoConfig struct {
+	Election ElectionSource `json:"election"`
+	HTTP     struct {
+		Addr string `json:"addr"` // the dashboard
+	} `json:"http"`
+	DataDir string       `json:"data_dir,omitempty"` // JetStream stores; empty = a temporary directory
+	Replay  ReplayConfig `json:"replay"`
+	Log     LogConfig    `json:"log"`
+}
+
+// ReplayConfig says how results are replayed through the intake.
+type ReplayConfig struct {
+	Speed       string   `json:"speed"`       // times real time, or "max"
+	Night       Duration `json:"night"`       // how long the replayed night lasts in real time
+	Seed        int64    `json:"seed"`        // reporting order; the same seed gives the same order
+	Batch       int      `json:"batch"`       // reports per request, at most
+	Partial     float64  `json:"partial"`     // share of precincts that send a partial count first
+	Corrections float64  `json:"corrections"` // share of precincts whose final count is corrected
+}
+
+func (r ReplayConfig) validate(field string) error {
+	if _, err := parseSpeed(r.Speed); err != nil {
+		return fmt.Errorf("%s.speed: %v", field, err)
+	}
+	if r.Night <= 0 {
+		return fmt.Errorf("%s.night: must be positive", field)
+	}
+	if r.Batch <= 0 {
+		return fmt.Errorf("%s.batch: must be positive", field)
+	}
+	if r.Partial < 0 || r.Partial > 1 {
+		return fmt.Errorf("%s.partial: must be between 0 and 1", field)
+	}
+	if r.Corrections < 0 || r.Corrections > 1 {
+		return fmt.Errorf("%s.corrections: must be between 0 and 1", field)
+	}
+	return nil
+}
+
+// parseSpeed reads a replay speed: a positive factor, or "max" (returned as 0).
+func parseSpeed(s string) (float64, error) {
+	if s == "max" {
+		return 0, nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f <= 0 {
+		return 0, fmt.Errorf("want a positive number or \"max\", got %q", s)
+	}
+	return f, nil
+}
+
+// DefaultReplayConfig returns the replay defaults: a four-hour night at 80
+// times real time (three minutes).
+func DefaultReplayConfig() ReplayConfig {
+	return ReplayConfig{Speed: "80", Night: Duration(4 * time.Hour), Seed: 1, Batch: 200, Partial: 0.6, Corrections: 0.02}
+}
+
+// DefaultDemoConfig returns the defaults of `tally demo`.
+func DefaultDemoConfig() DemoConfig {
+	var c DemoConfig
+	c.Election = ElectionSource{Results: "bundled", Regions: 2}
+	c.HTTP.Addr = "127.0.0.1:8080"
+	c.Replay = DefaultReplayConfig()
+	c.Log = LogConfig{Level: "info", Format: "auto"}
+	return c
+}
+
+// Validate reports the first problem of c, naming the field.
+func (c *DemoConfig) Validate() error {
+	if err := c.Election.validate("election"); err != nil {
+		return err
+	}
+	if c.HTTP.Addr == "" {
+		return fmt.Errorf("http.addr: required")
+	}
+	if err := c.Replay.validate("replay"); err != nil {
+		return err
+	}
+	return c.Log.validate()
+}
+
+// loadConfigFile reads a YAML (or JSON) config file into v, refusing unknown
+// fields so that a misspelt setting is an error, not a silent default.
+func loadConfigFile(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	j, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		return fmt.Errorf("%s: %v", path, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(j))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%s: %v", path, strings.TrimPrefix(err.Error(), "json: "))
+	}
+	return nil
+}
+
+// applyEnv sets fields from TALLY_* environment variables. Each entry maps a
+// variable to a setter; an unparsable value is an error naming the variable.
+func applyEnv(getenv func(string) string, setters map[string]func(string) error) error {
+	for name, set := range setters {
+		if v := getenv(name); v != "" {
+			if err := set(v); err != nil {
+				return fmt.Errorf("%s: %v", name, err)
+			}
+		}
+	}
+	return nil
+}
+
+func setString(p *string) func(string) error { return func(v string) error { *p = v; return nil } }
+
+func setInt(p *int) func(string) error {
+	return func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("want an integer, got %q", v)
+		}
+		*p = n
+		return nil
+	}
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestConfigs loads and validates every example config in configs/.
+func TestConfigs(t *testing.T) {
+	none := func(string) string { return "" }
+	tests := []struct {
+		file string
+		cmd  command
+	}{
+		{"region.yaml", NewRegionMain(nil)},
+		{"hub.yaml", NewHubMain(nil)},
+		{"demo.yaml", NewDemo(nil, nil)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			if err := tt.cmd.ParseFlags([]string{"-config", filepath.Join("..", "..", "configs", tt.file)}, none); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	entries, err := os.ReadDir(filepath.Join("..", "..", "configs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != len(tests) {
+		t.Errorf("configs/ holds %d files, the test checks %d: add the new one here", len(entries), len(tests))
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	tests := []struct {
+		name string
+		cmd  command
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"UnknownField", NewHubMain(nil), []string{"-config", write("a.yaml", "election: {results: bundled}\nhttp: {adr: x}\n")}, nil, `unknown field "adr"`},
+		{"NoElection", NewHubMain(nil), nil, nil, "election: set file"},
+		{"BadRegion", NewRegionMain(nil), []string{"--results", "bundled", "--region", "a.b"}, nil, "region:"},
+		{"BadDuration", NewHubMain(nil), []string{"-config", write("b.yaml", "election: {results: bundled}\noffline_after: soon\n")}, nil, "duration"},
+		{"BadEnvPort", NewHubMain(nil), []string{"--results", "bundled"}, map[string]string{"TALLY_NATS_PORT": "x"}, "TALLY_NATS_PORT"},
+		{"BadSpeed", NewDemo(nil, nil), []string{"--speed", "fast"}, nil, "replay.speed"},
+		{"BadLogLevel", NewDemo(nil, nil), []string{"--log-level", "loud"}, nil, "log.level"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cmd.ParseFlags(tt.args, env(tt.env))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("ParseFlags() = %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestConfigPrecedence checks defaults < file < environment < flags.
+func TestConfigPrecedence(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "hub.yaml")
+	if err := os.WriteFile(p, []byte("election: {results: bundled}\nhttp: {addr: 127.0.0.1:1}\nnats: {store_dir: file, port: 1}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := NewHubMain(nil)
+	env := map[string]string{"TALLY_HTTP_ADDR": "127.0.0.1:2", "TALLY_NATS_STORE_DIR": "env"}
+	if err := m.ParseFlags([]string{"-config", p, "--store", "flag"}, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	c := m.Config
+	if c.NATS.Port != 1 || c.HTTP.Addr != "127.0.0.1:2" || c.NATS.StoreDir != "flag" || c.NATS.LeafPort != 7422 {
+		t.Errorf("port %d addr %s store %s leaf %d; want 1 (file), 127.0.0.1:2 (env), flag (flag), 7422 (default)",
+			c.NATS.Port, c.HTTP.Addr, c.NATS.StoreDir, c.NATS.LeafPort)
+	}
+}

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/tallyvote/tally"
+	"github.com/tallyvote/tally/gateway"
+	"github.com/tallyvote/tally/reconciler"
+	"github.com/tallyvote/tally/regional"
+)
+
+// Demo runs `tally demo`: a region node per region (each its own embedded
+// JetStream server and domain), the hub and its gateway, all in one process,
+// and a replay of real results through the regions' intake.
+type Demo struct {
+	Config DemoConfig
+	Logger zerolog.Logger
+
+	out, logOut io.Writer
+	election    *loadedElection
+	dataDir     string
+	tempDir     bool
+
+	rec     *reconciler.Reconciler
+	gw      *gateway.Gateway
+	nc      *nats.Conn
+	regions map[tally.RegionID]*regional.Node
+
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	done       chan struct{}
+	replayErr  error
+	replayStat ReplayStats
+}
+
+// NewDemo returns a Demo with default config that prints the dashboard URL
+// and replay progress to out and logs to logOut.
+func NewDemo(out, logOut io.Writer) *Demo {
+	return &Demo{Config: DefaultDemoConfig(), out: out, logOut: logOut, Logger: zerolog.Nop(), done: make(chan struct{})}
+}
+
+// ParseFlags reads the config file, the environment and the flags, in that
+// order of precedence, and validates the result.
+func (d *Demo) ParseFlags(args []string, getenv func(string) string) error {
+	fs := flagSet("demo", d.logOut)
+	configPath := fs.String("config", "", "config file (YAML); see configs/demo.yaml")
+	httpAddr := fs.String("http", "", "dashboard listen address (default 127.0.0.1:8080)")
+	speed := fs.String("speed", "", "replay speed: times real time, or max (default 80)")
+	results := fs.String("results", "", "results CSV file(s) in the normalized format, comma-separated (default: the bundled NH and NM data)")
+	regions := fs.Int("regions", 0, "regions per state (default 2)")
+	seed := fs.Int64("seed", 0, "reporting order seed (default 1)")
+	night := fs.Duration("night", 0, "length of the replayed night (default 4h)")
+	corrections := fs.Float64("corrections", -1, "share of precincts whose final count is corrected (default 0.02)")
+	dataDir := fs.String("data", "", "directory for the JetStream stores (default: a temporary directory, removed at exit)")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("demo: unexpected argument %q", fs.Arg(0))
+	}
+	c := &d.Config
+	if *configPath != "" {
+		if err := loadConfigFile(*configPath, c); err != nil {
+			return err
+		}
+	}
+	if err := applyEnv(getenv, map[string]func(string) error{
+		"TALLY_HTTP_ADDR":    setString(&c.HTTP.Addr),
+		"TALLY_REPLAY_SPEED": setString(&c.Replay.Speed),
+		"TALLY_LOG_LEVEL":    setString(&c.Log.Level),
+	}); err != nil {
+		return err
+	}
+	setFlags(fs, map[string]func(){
+		"http":        func() { c.HTTP.Addr = *httpAddr },
+		"speed":       func() { c.Replay.Speed = *speed },
+		"results":     func() { c.Election.Results, c.Election.File = *results, "" },
+		"regions":     func() { c.Election.Regions = *regions },
+		"seed":        func() { c.Replay.Seed = *seed },
+		"night":       func() { c.Replay.Night = Duration(*night) },
+		"corrections": func() { c.Replay.Corrections = *corrections },
+		"data":        func() { c.DataDir = *dataDir },
+		"log-level":   func() { c.Log.Level = *logLevel },
+	})
+	return c.Validate()
+}
+
+// Run opens the hub, the gateway and every region, then starts the replay in
+// the background and returns. Done is closed when the replay ends.
+func (d *Demo) Run(ctx context.Context) error {
+	if d.logOut != nil {
+		d.Logger = newLogger(d.logOut, d.Config.Log, "demo")
+	}
+	le, err := loadElection(d.Config.Election)
+	if err != nil {
+		return fmt.Errorf("election: %w", err)
+	}
+	if le.Counts == nil {
+		return fmt.Errorf("election: the demo replays a results file; set election.results")
+	}
+	d.election = le
+	d.dataDir = d.Config.DataDir
+	if d.dataDir == "" {
+		if d.dataDir, err = os.MkdirTemp("", "tally-demo-"); err != nil {
+			return err
+		}
+		d.tempDir = true
+	}
+	e := le.Election
+	d.rec, d.gw, d.nc, err = openHub(ctx, e, reconciler.Config{
+		Election: e,
+		NATS:     reconciler.NATSConfig{StoreDir: filepath.Join(d.dataDir, "hub")},
+		Logger:   d.Logger.With().Str("component", "reconciler").Logger(),
+	}, d.Config.HTTP.Addr, d.Logger)
+	if err != nil {
+		return err
+	}
+	d.regions = map[tally.RegionID]*regional.Node{}
+	intake := map[tally.RegionID]string{}
+	for _, r := range e.Regions {
+		n, err := regional.New(regional.Config{
+			Region:   r.ID,
+			Election: e,
+			NATS: regional.NATSConfig{
+				StoreDir: filepath.Join(d.dataDir, "region-"+string(r.ID)),
+				HubURL:   d.rec.LeafURL(),
+			},
+			HTTP:   regional.HTTPConfig{Addr: "127.0.0.1:0"},
+			Logger: d.Logger.With().Str("component", "region").Str("region", string(r.ID)).Logger(),
+		})
+		if err == nil {
+			err = n.Open(ctx)
+		}
+		if err != nil {
+			return fmt.Errorf("region %s: %w", r.ID, err)
+		}
+		d.regions[r.ID] = n
+		intake[r.ID] = "http://" + n.HTTPAddr()
+	}
+	var names []string
+	for _, r := range e.Regions {
+		names = append(names, string(r.ID))
+	}
+	fmt.Fprintf(d.out, "tally demo: %s, %d precincts, %d contests, regions %s\n",
+		e.Name, len(e.Precincts), len(e.Contests), strings.Join(names, ", "))
+	fmt.Fprintf(d.out, "dashboard: %s\n", d.URL())
+
+	rctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	rp := &Replayer{Election: e, Counts: le.Counts, Intake: intake, Config: d.Config.Replay, Progress: d.out}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		defer close(d.done)
+		d.replayStat, d.replayErr = rp.Run(rctx)
+		if d.replayErr != nil {
+			if !errors.Is(d.replayErr, errReplayIncomplete) || rctx.Err() == nil {
+				fmt.Fprintf(d.out, "replay failed: %v\n", d.replayErr)
+			}
+			return
+		}
+		fmt.Fprintf(d.out, "replay finished: %d reports (%d corrections) in %s; the dashboard keeps running (Ctrl-C to stop): %s\n",
+			d.replayStat.Reports, d.replayStat.Corrections, d.replayStat.Elapsed.Truncate(time.Millisecond), d.URL())
+	}()
+	return nil
+}
+
+// URL is the dashboard's address.
+func (d *Demo) URL() string {
+	if d.gw == nil {
+		return ""
+	}
+	return "http://" + d.gw.Addr() + "/"
+}
+
+// ReplayDone is closed when the replay has ended; ReplayResult then tells how.
+func (d *Demo) ReplayDone() <-chan struct{} { return d.done }
+
+// ReplayResult returns the replay's statistics and error, once ReplayDone is closed.
+func (d *Demo) ReplayResult() (ReplayStats, error) { return d.replayStat, d.replayErr }
+
+// Close stops the replay, closes the regions, the gateway and the hub, and
+// removes a temporary data directory. It is safe to call more than once.
+func (d *Demo) Close() error {
+	if d.cancel != nil {
+		d.cancel()
+		d.wg.Wait()
+		d.cancel = nil
+	}
+	var errs []error
+	for id, n := range d.regions {
+		if err := n.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close region %s: %w", id, err))
+		}
+	}
+	d.regions = nil
+	errs = append(errs, closeHub(d.rec, d.gw, d.nc))
+	d.rec, d.gw, d.nc = nil, nil, nil
+	if d.tempDir {
+		errs = append(errs, os.RemoveAll(d.dataDir))
+		d.tempDir = false
+	}
+	return errors.Join(errs...)
+}

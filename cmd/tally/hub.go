@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+
+	"github.com/tallyvote/tally"
+	"github.com/tallyvote/tally/gateway"
+	"github.com/tallyvote/tally/reconciler"
+)
+
+// HubMain runs `tally hub`: the reconciler with its embedded (or external)
+// NATS, and a gateway reading the national state from it.
+type HubMain struct {
+	Config HubConfig
+	Logger zerolog.Logger
+
+	logOut io.Writer
+	rec    *reconciler.Reconciler
+	nc     *nats.Conn
+	gw     *gateway.Gateway
+}
+
+// NewHubMain returns a HubMain with default config, logging to w.
+func NewHubMain(w io.Writer) *HubMain {
+	return &HubMain{Config: DefaultHubConfig(), logOut: w, Logger: zerolog.Nop()}
+}
+
+// ParseFlags reads the config file, the environment and the flags, in that
+// order of precedence, and validates the result.
+func (m *HubMain) ParseFlags(args []string, getenv func(string) string) error {
+	fs := flagSet("hub", m.logOut)
+	configPath := fs.String("config", "", "config file (YAML); see configs/hub.yaml")
+	election := fs.String("election", "", "election definition file (JSON or YAML)")
+	results := fs.String("results", "", "results CSV file(s), comma-separated, or \"bundled\", to build the election from")
+	regions := fs.Int("regions", 0, "with --results: regions per state")
+	httpAddr := fs.String("http", "", "dashboard and API listen address")
+	natsURL := fs.String("nats-url", "", "external NATS URL (default: embedded server)")
+	natsPort := fs.Int("nats-port", 0, "embedded NATS client port")
+	leafPort := fs.Int("leaf-port", 0, "embedded NATS leaf-node port, for regions")
+	store := fs.String("store", "", "JetStream store directory")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c := &m.Config
+	if *configPath != "" {
+		if err := loadConfigFile(*configPath, c); err != nil {
+			return err
+		}
+	}
+	if err := applyEnv(getenv, map[string]func(string) error{
+		"TALLY_NATS_URL":       setString(&c.NATS.URL),
+		"TALLY_NATS_STORE_DIR": setString(&c.NATS.StoreDir),
+		"TALLY_NATS_PORT":      setInt(&c.NATS.Port),
+		"TALLY_NATS_LEAF_PORT": setInt(&c.NATS.LeafPort),
+		"TALLY_HTTP_ADDR":      setString(&c.HTTP.Addr),
+		"TALLY_LOG_LEVEL":      setString(&c.Log.Level),
+	}); err != nil {
+		return err
+	}
+	setFlags(fs, map[string]func(){
+		"election": func() { c.Election = ElectionSource{File: *election} },
+		"results": func() {
+			c.Election = ElectionSource{Results: *results, Regions: c.Election.Regions, Year: c.Election.Year}
+		},
+		"regions":   func() { c.Election.Regions = *regions },
+		"http":      func() { c.HTTP.Addr = *httpAddr },
+		"nats-url":  func() { c.NATS.URL = *natsURL },
+		"nats-port": func() { c.NATS.Port = *natsPort },
+		"leaf-port": func() { c.NATS.LeafPort = *leafPort },
+		"store":     func() { c.NATS.StoreDir = *store },
+		"log-level": func() { c.Log.Level = *logLevel },
+	})
+	return c.Validate()
+}
+
+// Run loads the election and opens the reconciler and the gateway.
+func (m *HubMain) Run(ctx context.Context) error {
+	if m.logOut != nil {
+		m.Logger = newLogger(m.logOut, m.Config.Log, "hub")
+	}
+	le, err := loadElection(m.Config.Election)
+	if err != nil {
+		return fmt.Errorf("election: %w", err)
+	}
+	c := m.Config
+	rec, gw, nc, err := openHub(ctx, le.Election, reconciler.Config{
+		Election: le.Election,
+		NATS: reconciler.NATSConfig{
+			URL: c.NATS.URL, Host: c.NATS.Host, Port: c.NATS.Port, LeafPort: c.NATS.LeafPort, StoreDir: c.NATS.StoreDir,
+		},
+		PublishInterval: time.Duration(c.PublishInterval),
+		OfflineAfter:    time.Duration(c.OfflineAfter),
+		Logger:          m.Logger.With().Str("component", "reconciler").Logger(),
+	}, c.HTTP.Addr, m.Logger)
+	if err != nil {
+		return err
+	}
+	m.rec, m.gw, m.nc = rec, gw, nc
+	m.Logger.Info().Str("dashboard", "http://"+gw.Addr()+"/").Str("leaf", rec.LeafURL()).
+		Str("nats", rec.ClientURL()).Msg("hub opened")
+	return nil
+}
+
+// openHub opens a reconciler and a gateway connected to it. On error,
+// whatever was opened is closed.
+func openHub(ctx context.Context, e *tally.Election, rc reconciler.Config, httpAddr string, l zerolog.Logger) (*reconciler.Reconciler, *gateway.Gateway, *nats.Conn, error) {
+	rec, err := reconciler.New(rc)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := rec.Open(ctx); err != nil {
+		return nil, nil, nil, fmt.Errorf("open reconciler: %w", err)
+	}
+	nc, err := nats.Connect(rec.ClientURL(), nats.Name("tally-gateway"), nats.MaxReconnects(-1))
+	if err != nil {
+		return nil, nil, nil, errors.Join(fmt.Errorf("connect gateway to hub: %w", err), rec.Close())
+	}
+	gw, err := gateway.New(gateway.Config{Addr: httpAddr, Election: e, Logger: l.With().Str("component", "gateway").Logger()}, nc)
+	if err == nil {
+		err = gw.Open(ctx)
+	}
+	if err != nil {
+		nc.Close()
+		return nil, nil, nil, errors.Join(fmt.Errorf("open gateway: %w", err), rec.Close())
+	}
+	return rec, gw, nc, nil
+}
+
+// Close closes the gateway, its connection and the reconciler, in that order.
+func (m *HubMain) Close() error {
+	err := closeHub(m.rec, m.gw, m.nc)
+	m.rec, m.gw, m.nc = nil, nil, nil
+	return err
+}
+
+func closeHub(rec *reconciler.Reconciler, gw *gateway.Gateway, nc *nats.Conn) error {
+	var errs []error
+	if gw != nil {
+		errs = append(errs, gw.Close())
+	}
+	if nc != nil {
+		errs = append(errs, nc.Drain())
+	}
+	if rec != nil {
+		errs = append(errs, rec.Close())
+	}
+	return errors.Join(errs...)
+}
