@@ -72,6 +72,14 @@ func (r *Reconciler) checkHealth(ctx context.Context) {
 	leafs, leafKnown := r.leafLinks()
 	states := make([]mirrorState, len(r.e.Regions))
 	for i, reg := range r.e.Regions {
+		if err := r.attach(ctx, reg.ID); err != nil {
+			r.log.Warn().Err(err).Str("region", string(reg.ID)).Msg("mirror not attached")
+		}
+		if !r.attached[reg.ID] {
+			// Never reached yet: offline, with no mirror to read.
+			states[i] = mirrorState{ok: true, active: -1, leaf: leafKnown && leafs[reg.ID]}
+			continue
+		}
 		name := tally.MirrorStream(reg.ID)
 		s, err := r.js.Stream(ctx, name)
 		if err != nil {

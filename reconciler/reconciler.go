@@ -110,8 +110,9 @@ type Reconciler struct {
 	dirty          map[tally.ContestID]bool
 	regionsDirty   bool
 
-	pub    publisher                    // owned by the publisher goroutine after Open
-	linkUp map[tally.RegionID]time.Time // owned by checkHealth (Open, then the health loop)
+	pub      publisher                    // owned by the publisher goroutine after Open
+	linkUp   map[tally.RegionID]time.Time // owned by checkHealth (Open, then the health loop)
+	attached map[tally.RegionID]bool      // mirror exists and is consumed; owned like linkUp
 
 	closeOnce sync.Once
 	closeErr  error
@@ -168,6 +169,7 @@ func New(cfg Config) (*Reconciler, error) {
 		dirty:          map[tally.ContestID]bool{},
 		ncDone:         make(chan struct{}),
 		linkUp:         map[tally.RegionID]time.Time{},
+		attached:       map[tally.RegionID]bool{},
 		regionContests: map[tally.RegionID][]tally.ContestID{},
 	}
 	for _, c := range cfg.Election.Contests {
@@ -203,11 +205,6 @@ func (r *Reconciler) Open(ctx context.Context) (err error) {
 	if err := r.connect(); err != nil {
 		return err
 	}
-	for _, reg := range r.e.Regions {
-		if err := r.ensureMirror(ctx, reg.ID); err != nil {
-			return err
-		}
-	}
 	kv, err := r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:   tally.NationalBucket,
 		History:  1,
@@ -219,7 +216,7 @@ func (r *Reconciler) Open(ctx context.Context) (err error) {
 	}
 	r.kv = kv
 	for _, reg := range r.e.Regions {
-		if err := r.startConsumer(ctx, reg.ID, 0); err != nil {
+		if err := r.attach(ctx, reg.ID); err != nil {
 			return err
 		}
 	}
@@ -308,13 +305,44 @@ func (r *Reconciler) connect() error {
 	return nil
 }
 
-// ensureMirror creates the hub's mirror of region reg's RESULTS stream, or
-// checks the existing one. A mirror has no subjects of its own: listening on
-// the regional subjects as well would count every event twice.
-func (r *Reconciler) ensureMirror(ctx context.Context, reg tally.RegionID) error {
+// attach makes sure region reg's mirror exists and is being consumed. It
+// creates a missing mirror only once the region's JetStream answers over the
+// link: a mirror created while its region is unreachable sends its consumer
+// request into the void, and the server then waits 30 s for an answer before
+// it tries again, even if the link comes up meanwhile. A region not yet
+// reachable stays detached, and the health loop tries again each interval.
+func (r *Reconciler) attach(ctx context.Context, reg tally.RegionID) error {
+	if r.attached[reg] {
+		return nil
+	}
+	created, err := r.ensureMirror(ctx, reg)
+	if err != nil || !created {
+		return err
+	}
+	if err := r.startConsumer(ctx, reg, 0); err != nil {
+		return err
+	}
+	r.attached[reg] = true
+	return nil
+}
+
+// reachable reports whether region reg's JetStream answers over the link.
+func (r *Reconciler) reachable(reg tally.RegionID) bool {
+	_, err := r.nc.Request("$JS."+string(reg)+".API.INFO", nil, time.Second)
+	return err == nil
+}
+
+// ensureMirror creates the hub's mirror of region reg's RESULTS stream, when
+// the region is reachable, or checks the existing one. It reports whether the
+// mirror exists. A mirror has no subjects of its own: listening on the
+// regional subjects as well would count every event twice.
+func (r *Reconciler) ensureMirror(ctx context.Context, reg tally.RegionID) (bool, error) {
 	name := tally.MirrorStream(reg)
 	s, err := r.js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		if !r.reachable(reg) {
+			return false, nil
+		}
 		_, err = r.js.CreateStream(ctx, jetstream.StreamConfig{
 			Name:        name,
 			Description: "hub mirror of region " + string(reg) + "'s " + tally.ResultsStream + " stream",
@@ -323,19 +351,19 @@ func (r *Reconciler) ensureMirror(ctx context.Context, reg tally.RegionID) error
 			Mirror:      &jetstream.StreamSource{Name: tally.ResultsStream, Domain: string(reg)},
 		})
 		if err != nil {
-			return fmt.Errorf("create mirror %s: %w", name, err)
+			return false, fmt.Errorf("create mirror %s: %w", name, err)
 		}
 		r.log.Info().Str("region", string(reg)).Str("stream", name).Msg("mirror created")
-		return nil
+		return true, nil
 	}
 	if err != nil {
-		return fmt.Errorf("look up mirror %s: %w", name, err)
+		return false, fmt.Errorf("look up mirror %s: %w", name, err)
 	}
 	cfg := s.CachedInfo().Config
 	if cfg.Mirror == nil || cfg.Mirror.Name != tally.ResultsStream || len(cfg.Subjects) > 0 {
-		return tally.Errorf(tally.EINVALID, "stream %s exists but is not a subject-less mirror of %s", name, tally.ResultsStream)
+		return false, tally.Errorf(tally.EINVALID, "stream %s exists but is not a subject-less mirror of %s", name, tally.ResultsStream)
 	}
-	return nil
+	return true, nil
 }
 
 // Close stops the consumers (draining what they hold), flushes the national

@@ -84,7 +84,7 @@ func (n *Node) submit(ctx context.Context, body []byte, correctionsOnly bool) ([
 			dups++
 		}
 	}
-	zerolog.Ctx(ctx).Info().Str("stream", tally.ResultsStream).
+	zerolog.Ctx(ctx).Debug().Str("stream", tally.ResultsStream).
 		Int("reports", len(items)).Int("duplicates", dups).Bool("corrections", correctionsOnly).
 		Int64("duration_ms", time.Since(start).Milliseconds()).Msg("reports accepted")
 	return results, nil

@@ -122,7 +122,7 @@ func (d *Demo) Run(ctx context.Context) error {
 	d.rec, d.gw, d.nc, err = openHub(ctx, e, reconciler.Config{
 		Election: e,
 		NATS:     reconciler.NATSConfig{StoreDir: filepath.Join(d.dataDir, "hub")},
-		Logger:   d.Logger.With().Str("component", "reconciler").Logger(),
+		Logger:   d.Logger,
 	}, d.Config.HTTP.Addr, d.Logger)
 	if err != nil {
 		return err
@@ -138,7 +138,7 @@ func (d *Demo) Run(ctx context.Context) error {
 				HubURL:   d.rec.LeafURL(),
 			},
 			HTTP:   regional.HTTPConfig{Addr: "127.0.0.1:0"},
-			Logger: d.Logger.With().Str("component", "region").Str("region", string(r.ID)).Logger(),
+			Logger: d.Logger.With().Str("component", "region").Logger(),
 		})
 		if err == nil {
 			err = n.Open(ctx)

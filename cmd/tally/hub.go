@@ -98,7 +98,7 @@ func (m *HubMain) Run(ctx context.Context) error {
 		},
 		PublishInterval: time.Duration(c.PublishInterval),
 		OfflineAfter:    time.Duration(c.OfflineAfter),
-		Logger:          m.Logger.With().Str("component", "reconciler").Logger(),
+		Logger:          m.Logger,
 	}, c.HTTP.Addr, m.Logger)
 	if err != nil {
 		return err
@@ -123,7 +123,7 @@ func openHub(ctx context.Context, e *tally.Election, rc reconciler.Config, httpA
 	if err != nil {
 		return nil, nil, nil, errors.Join(fmt.Errorf("connect gateway to hub: %w", err), rec.Close())
 	}
-	gw, err := gateway.New(gateway.Config{Addr: httpAddr, Election: e, Logger: l.With().Str("component", "gateway").Logger()}, nc)
+	gw, err := gateway.New(gateway.Config{Addr: httpAddr, Election: e, Logger: l}, nc)
 	if err == nil {
 		err = gw.Open(ctx)
 	}

@@ -81,7 +81,7 @@ func (m *RegionMain) ParseFlags(args []string, getenv func(string) string) error
 // Run loads the election and opens the node.
 func (m *RegionMain) Run(ctx context.Context) error {
 	if m.logOut != nil {
-		m.Logger = newLogger(m.logOut, m.Config.Log, "region").With().Str("region", m.Config.Region).Logger()
+		m.Logger = newLogger(m.logOut, m.Config.Log, "region")
 	}
 	le, err := loadElection(m.Config.Election)
 	if err != nil {
