@@ -34,11 +34,7 @@ func TestFederation(t *testing.T) {
 	}
 	f := MustRunFederation(t, e, true)
 
-	type cell struct {
-		p tally.PrecinctID
-		c tally.ContestID
-	}
-	latest := map[cell]map[tally.CandidateID]int64{}
+	latest := tally.Counts{} // the latest report per precinct and contest
 	report := func(p *tally.Precinct, id string, scale int64, complete bool) map[string]any {
 		c := e.Contest(p.Contests[0])
 		votes := map[string]int64{}
@@ -52,7 +48,11 @@ func TestFederation(t *testing.T) {
 		for k, v := range r["votes"].(map[string]int64) {
 			votes[tally.CandidateID(k)] = v
 		}
-		latest[cell{r["precinct"].(tally.PrecinctID), r["contest"].(tally.ContestID)}] = votes
+		p, c := r["precinct"].(tally.PrecinctID), r["contest"].(tally.ContestID)
+		if latest[p] == nil {
+			latest[p] = map[tally.ContestID]map[tally.CandidateID]int64{}
+		}
+		latest[p][c] = votes
 	}
 	mustJSON := func(v any) []byte {
 		b, err := json.Marshal(v)
@@ -139,14 +139,7 @@ func TestFederation(t *testing.T) {
 		})
 	}
 
-	counts := tally.Counts{}
-	for k, v := range latest {
-		if counts[k.p] == nil {
-			counts[k.p] = map[tally.ContestID]map[tally.CandidateID]int64{}
-		}
-		counts[k.p][k.c] = v
-	}
-	want := expectedTotals(e, counts)
+	want := expectedTotals(e, latest)
 	waitFor(t, 30*time.Second, func() string { return checkTotals(t, f.api, want, false) })
 
 	t.Run("BadInput", func(t *testing.T) {
@@ -205,14 +198,7 @@ func TestFederation(t *testing.T) {
 			t.Fatalf("good report after bad ones: %d %v", st, body)
 		}
 		record(sentinel)
-		counts := tally.Counts{}
-		for k, v := range latest {
-			if counts[k.p] == nil {
-				counts[k.p] = map[tally.ContestID]map[tally.CandidateID]int64{}
-			}
-			counts[k.p][k.c] = v
-		}
-		want := expectedTotals(e, counts)
+		want := expectedTotals(e, latest)
 		waitFor(t, 30*time.Second, func() string { return checkTotals(t, f.api, want, false) })
 	})
 }
