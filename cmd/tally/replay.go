@@ -50,7 +50,7 @@ type replayStep struct {
 	at     time.Duration
 	region tally.RegionID
 	rep    *tally.Report
-	fixes  int // for a correction: the index of the step it corrects, else -1
+	fixes  *replayStep // for a correction: the report it corrects
 	seq    uint64
 	done   bool
 }
@@ -86,10 +86,10 @@ func (r *Replayer) plan() []*replayStep {
 				for c, n := range counts {
 					votes[c] = int64(float64(n) * frac)
 				}
-				steps = append(steps, &replayStep{at: at, region: p.Region, rep: mk("p", votes, false), fixes: -1})
+				steps = append(steps, &replayStep{at: at, region: p.Region, rep: mk("p", votes, false)})
 			}
 			if !wrong {
-				steps = append(steps, &replayStep{at: final, region: p.Region, rep: mk("f", counts, true), fixes: -1})
+				steps = append(steps, &replayStep{at: final, region: p.Region, rep: mk("f", counts, true)})
 				continue
 			}
 			// A transcription error on the leading candidate, then its correction.
@@ -102,23 +102,13 @@ func (r *Replayer) plan() []*replayStep {
 				}
 			}
 			bad[lead] += 1 + counts[lead]/10
-			steps = append(steps, &replayStep{at: final, region: p.Region, rep: mk("f", bad, true), fixes: -1})
+			wrongFinal := &replayStep{at: final, region: p.Region, rep: mk("f", bad, true)}
 			fix := mk("c", counts, true)
 			fix.Correction = &tally.Correction{Reason: "transcription error in the final count"}
-			steps = append(steps, &replayStep{at: fixAt, region: p.Region, rep: fix, fixes: len(steps) - 1})
+			steps = append(steps, wrongFinal, &replayStep{at: fixAt, region: p.Region, rep: fix, fixes: wrongFinal})
 		}
 	}
 	sort.SliceStable(steps, func(i, j int) bool { return steps[i].at < steps[j].at })
-	// Re-point corrections after sorting.
-	pos := make(map[tally.EventID]int, len(steps))
-	for i, s := range steps {
-		pos[s.rep.ID] = i
-	}
-	for _, s := range steps {
-		if s.rep.Correction != nil {
-			s.fixes = pos[tally.EventID(string(s.rep.ID[:len(s.rep.ID)-1])+"f")]
-		}
-	}
 	return steps
 }
 
@@ -201,8 +191,7 @@ func (r *Replayer) runRegion(ctx context.Context, reg tally.RegionID, steps []*r
 			if speed > 0 && start.Add(time.Duration(float64(s.at)/speed)).After(now) {
 				break
 			}
-			if s.fixes >= 0 {
-				target := steps[s.fixes]
+			if target := s.fixes; target != nil {
 				if !target.done {
 					break // its target is in this batch: send it in the next one
 				}
