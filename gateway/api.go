@@ -24,6 +24,8 @@ func (g *Gateway) routes() *echo.Echo {
 	api("/regions", g.getRegions)
 	api("/precincts/:id", g.getPrecinct)
 	api("/stream", g.stream)
+	// Admin routes are not public: no CORS, and a bearer token.
+	e.POST("/api/v1/admin/calls", g.postAdminCall, g.adminAuth)
 
 	e.GET("/healthz", g.healthz)
 	e.GET("/readyz", g.readyz)

@@ -4,7 +4,10 @@
 // The gateway is stateless: it watches the hub's national key-value bucket
 // (tally.NationalBucket), keeps the latest value of every key in memory as
 // pre-encoded responses, and fans each change out to the connected viewers.
-// Precinct audit trails are read on demand from the hub's mirror streams.
+// A contest's response merges its result with the projector's projection
+// and call for it. Precinct audit trails are read on demand from the hub's
+// mirror streams. The admin API, enabled by a token, passes manual calls to
+// the projector as NATS requests.
 // Any number of gateways can serve the same hub.
 package gateway
 
@@ -31,6 +34,7 @@ import (
 const (
 	DefaultSSEBuffer    = 10000
 	DefaultClientBuffer = 256
+	DefaultAdminTimeout = 5 * time.Second
 )
 
 const (
@@ -58,6 +62,13 @@ type Config struct {
 	// ClientBuffer is how many events may be queued for one viewer before
 	// it is disconnected as too slow; 0 means DefaultClientBuffer.
 	ClientBuffer int
+	// AdminToken enables the admin API (POST /api/v1/admin/calls) for
+	// requests bearing it (Authorization: Bearer <token>); empty disables
+	// it. It is a secret: never log it.
+	AdminToken string
+	// AdminTimeout bounds the wait for the projector's answer to a manual
+	// call; 0 means DefaultAdminTimeout.
+	AdminTimeout time.Duration
 }
 
 // Gateway is the viewers' HTTP server. Create it with New, start it with
@@ -86,9 +97,10 @@ type Gateway struct {
 	closeOnce sync.Once
 }
 
-// New returns a gateway for cfg reading the national state through nc. It
-// does not connect or listen until Open. A missing election or connection,
-// or a negative buffer, is EINVALID.
+// New returns a gateway for cfg reading the national state through nc (and
+// sending manual calls to the projector through it). It does not connect or
+// listen until Open. A missing election or connection, or a negative buffer
+// or timeout, is EINVALID.
 func New(cfg Config, nc *nats.Conn) (*Gateway, error) {
 	if cfg.Election == nil {
 		return nil, tally.Errorf(tally.EINVALID, "gateway: election required")
@@ -98,6 +110,12 @@ func New(cfg Config, nc *nats.Conn) (*Gateway, error) {
 	}
 	if cfg.SSEBuffer < 0 || cfg.ClientBuffer < 0 {
 		return nil, tally.Errorf(tally.EINVALID, "gateway: buffers must not be negative")
+	}
+	if cfg.AdminTimeout < 0 {
+		return nil, tally.Errorf(tally.EINVALID, "gateway: admin timeout must not be negative")
+	}
+	if cfg.AdminTimeout == 0 {
+		cfg.AdminTimeout = DefaultAdminTimeout
 	}
 	if cfg.SSEBuffer == 0 {
 		cfg.SSEBuffer = DefaultSSEBuffer

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -28,7 +29,8 @@ var errWatchEnded = errors.New("watch ended")
 // every change to the cached view and the event hub. When the watch ends
 // (the connection closed, the bucket was deleted) it binds again.
 func (g *Gateway) watch(ctx context.Context) {
-	st := &watchState{e: g.cfg.Election, contests: map[tally.ContestID]*resource{}, revs: map[string]uint64{}}
+	st := &watchState{e: g.cfg.Election, contests: map[tally.ContestID]*resource{},
+		parts: map[tally.ContestID]*contestParts{}, revs: map[string]uint64{}}
 	backoff := minBindBackoff
 	failing := false
 	for {
@@ -152,7 +154,8 @@ func (g *Gateway) rebuild(st *watchState) {
 // watchState is the watcher's own copy of the national state.
 type watchState struct {
 	e        *tally.Election
-	contests map[tally.ContestID]*resource
+	contests map[tally.ContestID]*resource // merged: result, projection and call
+	parts    map[tally.ContestID]*contestParts
 	regions  *resource
 	revs     map[string]uint64 // latest revision applied per key
 	created  time.Time         // the bucket's creation, to notice it being recreated
@@ -160,23 +163,33 @@ type watchState struct {
 	dirty    bool
 }
 
+// contestParts are the bucket values a contest's response is merged from,
+// each compact JSON; nil when the key does not exist.
+type contestParts struct {
+	result     []byte // tally.ContestResult
+	projection []byte // tally.Projection
+	call       []byte // tally.Call
+}
+
 func (st *watchState) reset() {
 	clear(st.contests)
+	clear(st.parts)
 	clear(st.revs)
 	st.regions = nil
 	st.dirty = true
 }
 
 // apply applies a bucket entry and returns the event that announces it. ok
-// is false for an entry already applied, an unknown key or a bad value.
+// is false for an entry already applied, an unknown key, a bad value, or a
+// projection or call of a contest that has no result yet (it is merged in
+// when the result comes).
 func (st *watchState) apply(entry jetstream.KeyValueEntry, g *Gateway) (ev event, ok bool) {
 	key, rev := entry.Key(), entry.Revision()
 	if rev <= st.revs[key] {
 		return event{}, false // seen before binding again
 	}
 	removed := entry.Operation() == jetstream.KeyValueDelete || entry.Operation() == jetstream.KeyValuePurge
-	switch {
-	case key == tally.KeyRegions:
+	if key == tally.KeyRegions {
 		st.revs[key] = rev
 		st.dirty = true
 		if removed {
@@ -197,32 +210,128 @@ func (st *watchState) apply(entry jetstream.KeyValueEntry, g *Gateway) (ev event
 		}
 		st.regions = resourceOf(b)
 		return event{rev: rev, key: key, frame: sseFrame(rev, "regions", b)}, true
+	}
+
+	// A contest's result, projection or call: each changes the one merged
+	// response, announced as a contest event under the contest's key so
+	// that a snapshot holds one event per contest.
+	var (
+		id     tally.ContestID
+		decode func([]byte, tally.ContestID) ([]byte, tally.ContestID, error)
+		set    func(*contestParts, []byte)
+	)
+	switch {
 	case strings.HasPrefix(key, tally.KeyContestPrefix):
-		id := tally.ContestID(strings.TrimPrefix(key, tally.KeyContestPrefix))
-		st.revs[key] = rev
-		st.dirty = true
-		if removed {
-			delete(st.contests, id)
-			b, _ := json.Marshal(map[string]tally.ContestID{"id": id})
-			return event{rev: rev, key: key, removed: true, frame: sseFrame(rev, "contest-removed", b)}, true
-		}
-		var cr tally.ContestResult
-		if err := json.Unmarshal(entry.Value(), &cr); err != nil {
+		id = tally.ContestID(strings.TrimPrefix(key, tally.KeyContestPrefix))
+		decode = decodeResult
+		set = func(p *contestParts, b []byte) { p.result = b }
+	case strings.HasPrefix(key, tally.KeyProjectionPrefix):
+		id = tally.ContestID(strings.TrimPrefix(key, tally.KeyProjectionPrefix))
+		decode = decodeProjection
+		set = func(p *contestParts, b []byte) { p.projection = b }
+	case strings.HasPrefix(key, tally.KeyCallPrefix):
+		id = tally.ContestID(strings.TrimPrefix(key, tally.KeyCallPrefix))
+		decode = decodeCall
+		set = func(p *contestParts, b []byte) { p.call = b }
+	default:
+		return event{}, false
+	}
+	var b []byte
+	if !removed {
+		var (
+			named tally.ContestID
+			err   error
+		)
+		if b, named, err = decode(entry.Value(), id); err != nil {
 			g.log.Warn().Err(err).Str("key", key).Uint64("seq", rev).Msg("bad value skipped")
 			return event{}, false
 		}
-		if cr.ID != id {
-			g.log.Warn().Str("key", key).Str("contest", string(cr.ID)).Msg("contest id differs from its key")
-			cr.ID = id
+		if named != id {
+			g.log.Warn().Str("key", key).Str("contest", string(named)).Msg("contest id differs from its key")
 		}
-		b, err := json.Marshal(cr)
-		if err != nil {
-			return event{}, false
-		}
-		st.contests[id] = resourceOf(b)
-		return event{rev: rev, key: key, frame: sseFrame(rev, "contest", b)}, true
 	}
-	return event{}, false
+	st.revs[key] = rev
+	st.dirty = true
+	p := st.parts[id]
+	if p == nil {
+		p = &contestParts{}
+		st.parts[id] = p
+	}
+	set(p, b)
+	ckey := tally.ContestKey(id)
+	if p.result == nil {
+		if p.projection == nil && p.call == nil {
+			delete(st.parts, id)
+		}
+		if _, had := st.contests[id]; !had {
+			return event{}, false // nothing shown yet, nothing to announce
+		}
+		delete(st.contests, id)
+		b, _ := json.Marshal(map[string]tally.ContestID{"id": id})
+		return event{rev: rev, key: ckey, removed: true, frame: sseFrame(rev, "contest-removed", b)}, true
+	}
+	merged := p.merge()
+	st.contests[id] = resourceOf(merged)
+	return event{rev: rev, key: ckey, frame: sseFrame(rev, "contest", merged)}, true
+}
+
+// merge returns the contest's response: its result with "projection" and
+// "call" added, each null when there is none.
+func (p *contestParts) merge() []byte {
+	orNull := func(b []byte) []byte {
+		if b == nil {
+			return []byte("null")
+		}
+		return b
+	}
+	proj, call := orNull(p.projection), orNull(p.call)
+	r := p.result // a JSON object: ends with '}'
+	out := make([]byte, 0, len(r)+len(proj)+len(call)+len(`,"projection":,"call":`))
+	out = append(out, r[:len(r)-1]...)
+	if len(r) > 2 { // not "{}"
+		out = append(out, ',')
+	}
+	out = append(out, `"projection":`...)
+	out = append(out, proj...)
+	out = append(out, `,"call":`...)
+	out = append(out, call...)
+	return append(out, '}')
+}
+
+// decodeResult, decodeProjection and decodeCall check a bucket value and
+// return it re-encoded, compact and without unknown fields, with its
+// contest id set to the key's id; named is the id the value itself held.
+func decodeResult(v []byte, id tally.ContestID) (b []byte, named tally.ContestID, err error) {
+	var cr tally.ContestResult
+	if err := json.Unmarshal(v, &cr); err != nil {
+		return nil, "", err
+	}
+	named, cr.ID = cr.ID, id
+	b, err = json.Marshal(cr)
+	return b, named, err
+}
+
+func decodeProjection(v []byte, id tally.ContestID) (b []byte, named tally.ContestID, err error) {
+	var p tally.Projection
+	if err := json.Unmarshal(v, &p); err != nil {
+		return nil, "", err
+	}
+	named, p.Contest = p.Contest, id
+	b, err = json.Marshal(p)
+	return b, named, err
+}
+
+func decodeCall(v []byte, id tally.ContestID) (b []byte, named tally.ContestID, err error) {
+	var c tally.Call
+	if err := json.Unmarshal(v, &c); err != nil {
+		return nil, "", err
+	}
+	if c.Status != tally.CallCalled && c.Status != tally.CallRetracted {
+		return nil, "", fmt.Errorf("call status %q", c.Status)
+	}
+	named, c.Contest = c.Contest, id
+	b, err = json.Marshal(c)
+	return b, named, err
 }
 
 // build returns the cached view of the current state.

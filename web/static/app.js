@@ -96,8 +96,83 @@
       c.partial ? el("span", { class: "partial", text: " — partial: a region is not live" }) : null);
     const updated = el("p", { class: "updated" }, "Last update: ",
       el("time", { "data-last-update": "", datetime: c.last_update || "", text: time(c.last_update) || "none yet" }));
-    return el("section", { class: "contest", id, "data-contest": c.id, "data-scope": c.scope, "data-partial": c.partial ? "true" : "false" },
-      table, progress, updated);
+    const called = c.call && c.call.status === "called" ? c.call.winner : "none";
+    return el("section", {
+      class: "contest", id, "data-contest": c.id, "data-scope": c.scope, "data-partial": c.partial ? "true" : "false",
+      "data-call": called, "data-projection": c.projection ? "yes" : "no",
+    }, table, callLine(c), progress, projectionBlock(c, id), updated);
+  }
+
+  // ---- projections and calls -------------------------------------------------
+
+  // Shares and margins are fractions. Counted shares are rounded down, so
+  // that "100%" means everything expected is in.
+  const pct1 = (x) => ((x || 0) * 100).toFixed(1);
+  const signed = (x) => ((x || 0) < 0 ? "\u2212" : "+") + Math.abs((x || 0) * 100).toFixed(1);
+  const countedPct = (x) => (x > 0 && x < 0.01 ? "<1" : String(Math.floor((x || 0) * 100)));
+  const range = (i, fmt) => (i ? fmt(i.lo) + (fmt === signed ? " to " : "\u2013") + fmt(i.hi) : "");
+
+  function candidateName(c, id) {
+    const cand = (c.candidates || []).find((x) => x.id === id);
+    return (cand && cand.name) || id;
+  }
+
+  function callLine(c) {
+    const call = c.call;
+    if (!call) {
+      if (!c.projection) return null; // no projector for this contest: say nothing
+      return el("p", { class: "call", "data-call-status": "none" }, el("strong", { text: "Too early to call" }));
+    }
+    const at = time(call.at);
+    if (call.status === "retracted") {
+      return el("p", { class: "call", "data-call-status": "retracted" },
+        el("strong", { text: "Call retracted" + (at ? " at " + at : "") }),
+        call.reason ? " (" + call.reason + ")" : null);
+    }
+    let basis;
+    if (call.by === "model") {
+      const b = call.basis;
+      basis = "model" + (b ? ", " + countedPct(b.counted_share) + "% of expected vote counted" : "");
+    } else {
+      basis = "by " + (call.by || "hand") + (call.reason ? ": " + call.reason : "");
+    }
+    return el("p", { class: "call", "data-call-status": "called" },
+      el("strong", { text: "Called for " + candidateName(c, call.winner) + (at ? " at " + at : "") }),
+      " (" + basis + ")");
+  }
+
+  function projectionBlock(c, id) {
+    const p = c.projection;
+    if (!p) return null;
+    const items = (p.candidates || []).map((e) =>
+      el("li", { "data-estimate": e.id },
+        el("span", { class: "name", text: candidateName(c, e.id) + ": " }),
+        el("span", { class: "est", text: "est. " + pct1(e.share) + "% (" + range(e.i90, pct1) + ")" })));
+    const m = p.margin || {};
+    const margin = m.leader
+      ? el("p", { class: "margin", "data-margin": "" }, "Margin: " + candidateName(c, m.leader) + " over " +
+          candidateName(c, m.runner_up) + ", est. " + signed(m.estimate) + " pts (" + range(m.i90, signed) + ")")
+      : null;
+    const counted = el("p", { class: "expected", "data-counted-share": (p.counted_share || 0).toFixed(4) },
+      "Expected vote outstanding: " + nf.format(p.expected_outstanding || 0) + " \u00b7 " +
+      countedPct(p.counted_share) + "% of expected vote counted");
+    const note = el("p", { class: "note" }, "Estimated final result, 90% intervals in parentheses" +
+      (p.baseline_year ? "; swing from " + p.baseline_year : "") + (p.at ? "; as of " + time(p.at) : "") + ".");
+    return el("div", { class: "projection", role: "group", "aria-labelledby": id + "-projection" },
+      el("h3", { id: id + "-projection", text: "Projection" }),
+      el("ul", { class: "estimates" }, ...items), margin, counted, note);
+  }
+
+  // announceCall tells screen readers about a call made or retracted while
+  // the page is open (the cards are rebuilt on every update, so a live
+  // region inside them would not be read).
+  function announceCall(prev, c) {
+    if (!prev) return; // first sight of the contest: nothing changed
+    const a = prev.call || {}, b = c.call || {};
+    if (a.status === b.status && a.winner === b.winner && a.at === b.at) return;
+    if (!b.status) return;
+    const what = b.status === "called" ? "called for " + candidateName(c, b.winner) : "call retracted";
+    $("announce").textContent = c.name + ": " + what + ".";
   }
 
   function position(id) {
@@ -160,6 +235,7 @@
     es.onerror = () => setConnection("reconnecting", "reconnecting…");
     es.addEventListener("contest", (ev) => {
       const c = JSON.parse(ev.data);
+      announceCall(state.contests.get(c.id), c);
       state.contests.set(c.id, c);
       renderContest(c);
     });
