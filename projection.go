@@ -89,7 +89,7 @@ const (
 )
 
 // Call is a race call, or its retraction: who won, when, and on what basis.
-// By is "model" for the projector's own calls and "admin:<who>" for manual
+// By is "model" for the projector's own calls and "admin" for manual
 // ones. Basis is the projection that justified a model call (nil for a
 // manual call, or a retraction by hand).
 type Call struct {

@@ -156,10 +156,14 @@ type HubConfig struct {
 	} `json:"nats"`
 	HTTP struct {
 		Addr string `json:"addr"` // the gateway: dashboard and API
+		// AdminToken enables the admin API for requests bearing it; empty
+		// disables it. A secret: set it from TALLY_ADMIN_TOKEN.
+		AdminToken string `json:"admin_token,omitempty"`
 	} `json:"http"`
-	PublishInterval Duration  `json:"publish_interval"`
-	OfflineAfter    Duration  `json:"offline_after"`
-	Log             LogConfig `json:"log"`
+	Projector       ProjectorConfig `json:"projector"`
+	PublishInterval Duration        `json:"publish_interval"`
+	OfflineAfter    Duration        `json:"offline_after"`
+	Log             LogConfig       `json:"log"`
 }
 
 // DefaultHubConfig returns the defaults of `tally hub`.
@@ -172,6 +176,7 @@ func DefaultHubConfig() HubConfig {
 	c.HTTP.Addr = "127.0.0.1:8080"
 	c.PublishInterval = Duration(100 * time.Millisecond)
 	c.OfflineAfter = Duration(5 * time.Second)
+	c.Projector = DefaultProjectorConfig(false)
 	c.Log = LogConfig{Level: "info", Format: "auto"}
 	return c
 }
@@ -203,6 +208,9 @@ func (c *HubConfig) Validate() error {
 	if c.OfflineAfter <= 0 {
 		return fmt.Errorf("offline_after: must be positive")
 	}
+	if err := c.Projector.validate("projector"); err != nil {
+		return err
+	}
 	return c.Log.validate()
 }
 
@@ -212,10 +220,13 @@ type DemoConfig struct {
 	Election ElectionSource `json:"election"`
 	HTTP     struct {
 		Addr string `json:"addr"` // the dashboard
+		// AdminToken is the admin API's token; empty = a random one, printed.
+		AdminToken string `json:"admin_token,omitempty"`
 	} `json:"http"`
-	DataDir string       `json:"data_dir,omitempty"` // JetStream stores; empty = a temporary directory
-	Replay  ReplayConfig `json:"replay"`
-	Log     LogConfig    `json:"log"`
+	DataDir   string          `json:"data_dir,omitempty"` // JetStream stores; empty = a temporary directory
+	Projector ProjectorConfig `json:"projector"`
+	Replay    ReplayConfig    `json:"replay"`
+	Log       LogConfig       `json:"log"`
 }
 
 // ReplayConfig says how results are replayed through the intake.
@@ -271,6 +282,7 @@ func DefaultDemoConfig() DemoConfig {
 	c.Election = ElectionSource{Results: "bundled", Regions: 2}
 	c.HTTP.Addr = "127.0.0.1:8080"
 	c.Replay = DefaultReplayConfig()
+	c.Projector = DefaultProjectorConfig(true)
 	c.Log = LogConfig{Level: "info", Format: "auto"}
 	return c
 }
@@ -284,6 +296,9 @@ func (c *DemoConfig) Validate() error {
 		return fmt.Errorf("http.addr: required")
 	}
 	if err := c.Replay.validate("replay"); err != nil {
+		return err
+	}
+	if err := c.Projector.validate("projector"); err != nil {
 		return err
 	}
 	return c.Log.validate()

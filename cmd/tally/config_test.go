@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestConfigs loads and validates every example config in configs/.
@@ -58,6 +59,8 @@ func TestConfigErrors(t *testing.T) {
 		{"BadEnvPort", NewHubMain(nil), []string{"--results", "bundled"}, map[string]string{"TALLY_NATS_PORT": "x"}, "TALLY_NATS_PORT"},
 		{"BadSpeed", NewDemo(nil, nil), []string{"--speed", "fast"}, nil, "replay.speed"},
 		{"BadLogLevel", NewDemo(nil, nil), []string{"--log-level", "loud"}, nil, "log.level"},
+		{"BadProjectorInterval", NewHubMain(nil), []string{"-config", write("c.yaml", "election: {results: bundled}\nprojector: {interval: 0s}\n")}, nil, "projector.interval"},
+		{"UnknownProjectorField", NewDemo(nil, nil), []string{"-config", write("d.yaml", "projector: {manual: true}\n")}, nil, `unknown field "manual"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,5 +87,28 @@ func TestConfigPrecedence(t *testing.T) {
 	if c.NATS.Port != 1 || c.HTTP.Addr != "127.0.0.1:2" || c.NATS.StoreDir != "flag" || c.NATS.LeafPort != 7422 {
 		t.Errorf("port %d addr %s store %s leaf %d; want 1 (file), 127.0.0.1:2 (env), flag (flag), 7422 (default)",
 			c.NATS.Port, c.HTTP.Addr, c.NATS.StoreDir, c.NATS.LeafPort)
+	}
+}
+
+// TestProjectorConfig checks the projector defaults of hub and demo, and the
+// admin token from the environment.
+func TestProjectorConfig(t *testing.T) {
+	env := map[string]string{"TALLY_ADMIN_TOKEN": "from-env"}
+	hub := NewHubMain(nil)
+	if err := hub.ParseFlags([]string{"--results", "bundled"}, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if p := hub.Config.Projector; !p.Enabled || p.ManualCalls || p.Crosswalks != "bundled" || time.Duration(p.Interval) != time.Second {
+		t.Errorf("hub projector = %+v, want enabled, bundled, 1s, no manual calls", p)
+	}
+	if hub.Config.HTTP.AdminToken != "from-env" {
+		t.Errorf("hub admin token = %q, want the environment's", hub.Config.HTTP.AdminToken)
+	}
+	demo := NewDemo(nil, nil)
+	if err := demo.ParseFlags(nil, func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	if p := demo.Config.Projector; !p.Enabled || !p.ManualCalls {
+		t.Errorf("demo projector = %+v, want enabled with manual calls", p)
 	}
 }

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -138,5 +141,119 @@ func TestDashboardLive(t *testing.T) {
 		if err := os.WriteFile(path, png, 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestDashboardProjections replays the bundled results through the demo at
+// full speed and checks, in headless Chromium, that every state contest
+// shows its projection, with intervals, and a call; and that the page stays
+// readable at 360 px. It also makes a manual retraction through the admin
+// API with the demo's token.
+func TestDashboardProjections(t *testing.T) {
+	if testing.Short() {
+		t.Skip("replays two states and drives a browser")
+	}
+	browserPath(t) // skip before the replay when there is no browser
+	d := MustRunDemo(t)
+	e := d.election.Election
+	api := "http://" + d.gw.Addr()
+
+	// The API first: every state contest gets a projection and a call.
+	type merged struct {
+		tally.ContestResult
+		Projection *tally.Projection `json:"projection"`
+		Call       *tally.Call       `json:"call"`
+	}
+	winners := map[tally.ContestID]tally.CandidateID{}
+	waitFor(t, time.Minute, func() string {
+		for _, c := range e.Contests {
+			var m merged
+			if st := getJSON(t, api+"/api/v1/contests/"+string(c.ID), &m); st != http.StatusOK {
+				return fmt.Sprintf("contest %s: status %d", c.ID, st)
+			}
+			if m.Projection == nil {
+				return fmt.Sprintf("contest %s: no projection", c.ID)
+			}
+			if m.Call == nil || m.Call.Status != tally.CallCalled {
+				return fmt.Sprintf("contest %s: not called (call %+v, %.1f%% of expected vote counted)", c.ID, m.Call, m.Projection.CountedShare*100)
+			}
+			winners[c.ID] = m.Call.Winner
+		}
+		return ""
+	})
+
+	ctx := MustBrowser(t)
+	if err := chromedp.Do(ctx, chromedp.Navigate(d.URL())); err != nil {
+		t.Fatalf("load dashboard: %v", err)
+	}
+	estimate := regexp.MustCompile(`est\. \d+\.\d% \(\d+\.\d–\d+\.\d\)`)
+	for _, c := range e.Contests {
+		sel := `[data-contest="` + string(c.ID) + `"][data-projection="yes"][data-call="` + string(winners[c.ID]) + `"]`
+		if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelector('`+sel+`') !== null`, chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+			t.Fatalf("contest %s: no projection and call for %s shown: %v", c.ID, winners[c.ID], err)
+		}
+		text, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('`+sel+`').innerText`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := e.Candidate(c.ID, winners[c.ID]).Name
+		for _, want := range []string{"Called for " + name + " at ", "(model, ", "of expected vote counted", "Margin: ", "Expected vote outstanding: "} {
+			if !strings.Contains(text, want) {
+				t.Errorf("contest %s does not show %q:\n%s", c.ID, want, text)
+			}
+		}
+		if !estimate.MatchString(text) {
+			t.Errorf("contest %s shows no estimate with its interval:\n%s", c.ID, text)
+		}
+	}
+	// National views have no projection of their own.
+	for _, o := range e.Offices() {
+		sel := `[data-contest="` + string(tally.NationalContestID(o)) + `"]`
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('`+sel+`').dataset.projection`))
+		if err != nil || got != "no" {
+			t.Errorf("national view %s data-projection = %q, %v; want no", o, got, err)
+		}
+	}
+
+	// Readable at 360 px: nothing wider than the screen.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(360, 800)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.documentElement.scrollWidth <= 360`, chromedp.WithPollingTimeout(5*time.Second))); err != nil {
+		w, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.documentElement.scrollWidth`))
+		t.Errorf("at 360 px the page is %d px wide", w)
+	}
+	if path := os.Getenv("TALLY_SCREENSHOT_PROJECTIONS"); path != "" {
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A manual retraction, with the demo's admin token, reaches the projector.
+	c := e.Contests[0]
+	body, err := json.Marshal(map[string]string{"contest": string(c.ID), "action": "retract", "reason": "test retraction"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, api+"/api/v1/admin/calls", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+d.Config.HTTP.AdminToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var call tally.Call
+	if err := json.NewDecoder(res.Body).Decode(&call); err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("retraction = %d %+v %v, want 200 and the call", res.StatusCode, call, err)
+	}
+	if call.Contest != c.ID || call.Status != tally.CallRetracted || !strings.HasPrefix(call.By, "admin") {
+		t.Errorf("retraction answered %+v", call)
 	}
 }

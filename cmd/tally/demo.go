@@ -16,13 +16,14 @@ import (
 
 	"github.com/tallyvote/tally"
 	"github.com/tallyvote/tally/gateway"
+	"github.com/tallyvote/tally/projector"
 	"github.com/tallyvote/tally/reconciler"
 	"github.com/tallyvote/tally/regional"
 )
 
 // Demo runs `tally demo`: a region node per region (each its own embedded
-// JetStream server and domain), the hub and its gateway, all in one process,
-// and a replay of real results through the regions' intake.
+// JetStream server and domain), the hub with its gateway and projector, all
+// in one process, and a replay of real results through the regions' intake.
 type Demo struct {
 	Config DemoConfig
 	Logger zerolog.Logger
@@ -35,6 +36,8 @@ type Demo struct {
 	rec     *reconciler.Reconciler
 	gw      *gateway.Gateway
 	nc      *nats.Conn
+	proj    *projector.Service
+	pnc     *nats.Conn
 	regions map[tally.RegionID]*regional.Node
 
 	cancel     context.CancelFunc
@@ -78,6 +81,7 @@ func (d *Demo) ParseFlags(args []string, getenv func(string) string) error {
 	}
 	if err := applyEnv(getenv, map[string]func(string) error{
 		"TALLY_HTTP_ADDR":    setString(&c.HTTP.Addr),
+		"TALLY_ADMIN_TOKEN":  setString(&c.HTTP.AdminToken),
 		"TALLY_REPLAY_SPEED": setString(&c.Replay.Speed),
 		"TALLY_LOG_LEVEL":    setString(&c.Log.Level),
 	}); err != nil {
@@ -97,8 +101,9 @@ func (d *Demo) ParseFlags(args []string, getenv func(string) string) error {
 	return c.Validate()
 }
 
-// Run opens the hub, the gateway and every region, then starts the replay in
-// the background and returns. Done is closed when the replay ends.
+// Run opens the hub, the gateway, the projector and every region, then
+// starts the replay in the background and returns. Done is closed when the
+// replay ends. Without an admin token configured, it makes a random one.
 func (d *Demo) Run(ctx context.Context) error {
 	if d.logOut != nil {
 		d.Logger = newLogger(d.logOut, d.Config.Log, "demo")
@@ -119,11 +124,19 @@ func (d *Demo) Run(ctx context.Context) error {
 		d.tempDir = true
 	}
 	e := le.Election
+	if d.Config.HTTP.AdminToken == "" {
+		d.Config.HTTP.AdminToken = newAdminToken()
+	}
 	d.rec, d.gw, d.nc, err = openHub(ctx, e, reconciler.Config{
 		Election: e,
 		NATS:     reconciler.NATSConfig{StoreDir: filepath.Join(d.dataDir, "hub")},
 		Logger:   d.Logger,
-	}, d.Config.HTTP.Addr, d.Logger)
+	}, gateway.Config{Addr: d.Config.HTTP.Addr, AdminToken: d.Config.HTTP.AdminToken}, d.Logger)
+	if err != nil {
+		return err
+	}
+	var off string
+	d.proj, d.pnc, off, err = openProjector(ctx, le, d.Config.Projector, d.rec.ClientURL(), d.Logger)
 	if err != nil {
 		return err
 	}
@@ -156,6 +169,15 @@ func (d *Demo) Run(ctx context.Context) error {
 	fmt.Fprintf(d.out, "tally demo: %s, %d precincts, %d contests, regions %s\n",
 		e.Name, len(e.Precincts), len(e.Contests), strings.Join(names, ", "))
 	fmt.Fprintf(d.out, "dashboard: %s\n", d.URL())
+	switch {
+	case off != "":
+		fmt.Fprintf(d.out, "projections: off: %s\n", off)
+	case d.Config.Projector.ManualCalls:
+		fmt.Fprintf(d.out, "projections: on, baseline %d; manual calls: POST %sapi/v1/admin/calls with Authorization: Bearer %s\n",
+			baselineYear(e), d.URL(), d.Config.HTTP.AdminToken)
+	default:
+		fmt.Fprintf(d.out, "projections: on, baseline %d; manual calls off\n", baselineYear(e))
+	}
 
 	rctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
@@ -191,8 +213,9 @@ func (d *Demo) ReplayDone() <-chan struct{} { return d.done }
 // ReplayResult returns the replay's statistics and error, once ReplayDone is closed.
 func (d *Demo) ReplayResult() (ReplayStats, error) { return d.replayStat, d.replayErr }
 
-// Close stops the replay, closes the regions, the gateway and the hub, and
-// removes a temporary data directory. It is safe to call more than once.
+// Close stops the replay, closes the regions, the projector, the gateway and
+// the hub, and removes a temporary data directory. It is safe to call more
+// than once.
 func (d *Demo) Close() error {
 	if d.cancel != nil {
 		d.cancel()
@@ -206,8 +229,8 @@ func (d *Demo) Close() error {
 		}
 	}
 	d.regions = nil
-	errs = append(errs, closeHub(d.rec, d.gw, d.nc))
-	d.rec, d.gw, d.nc = nil, nil, nil
+	errs = append(errs, closeProjector(d.proj, d.pnc), closeHub(d.rec, d.gw, d.nc))
+	d.proj, d.pnc, d.rec, d.gw, d.nc = nil, nil, nil, nil, nil
 	if d.tempDir {
 		errs = append(errs, os.RemoveAll(d.dataDir))
 		d.tempDir = false

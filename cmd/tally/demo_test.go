@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -104,4 +105,19 @@ func TestDemoOtherState(t *testing.T) {
 		t.Errorf("regions = %d, want 3", got)
 	}
 	checkDemoTotals(t, d)
+	// One year only: no baseline, so no projections, and the demo says so.
+	if out := d.out.(*syncBuffer).String(); !strings.Contains(out, "projections: off: the election has no earlier year") {
+		t.Errorf("output does not say projections are off:\n%s", out)
+	}
+	if d.proj != nil {
+		t.Error("a projector runs without a baseline")
+	}
+	var c struct {
+		Projection *tally.Projection `json:"projection"`
+		Call       *tally.Call       `json:"call"`
+	}
+	getJSON(t, "http://"+d.gw.Addr()+"/api/v1/contests/nc-president", &c)
+	if c.Projection != nil || c.Call != nil {
+		t.Errorf("nc-president projection %+v call %+v, want none", c.Projection, c.Call)
+	}
 }

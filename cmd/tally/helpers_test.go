@@ -49,7 +49,7 @@ func MustRunFederation(tb testing.TB, e *tally.Election, logs bool) *federation 
 		Election: e,
 		NATS:     reconciler.NATSConfig{StoreDir: filepath.Join(dir, "hub")},
 		Logger:   l,
-	}, "127.0.0.1:0", l)
+	}, gateway.Config{Addr: "127.0.0.1:0"}, l)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -12,11 +12,13 @@ import (
 
 	"github.com/tallyvote/tally"
 	"github.com/tallyvote/tally/gateway"
+	"github.com/tallyvote/tally/projector"
 	"github.com/tallyvote/tally/reconciler"
 )
 
 // HubMain runs `tally hub`: the reconciler with its embedded (or external)
-// NATS, and a gateway reading the national state from it.
+// NATS, the projector when the election has a baseline, and a gateway
+// reading the national state from it.
 type HubMain struct {
 	Config HubConfig
 	Logger zerolog.Logger
@@ -25,6 +27,8 @@ type HubMain struct {
 	rec    *reconciler.Reconciler
 	nc     *nats.Conn
 	gw     *gateway.Gateway
+	proj   *projector.Service
+	pnc    *nats.Conn
 }
 
 // NewHubMain returns a HubMain with default config, logging to w.
@@ -61,6 +65,7 @@ func (m *HubMain) ParseFlags(args []string, getenv func(string) string) error {
 		"TALLY_NATS_PORT":      setInt(&c.NATS.Port),
 		"TALLY_NATS_LEAF_PORT": setInt(&c.NATS.LeafPort),
 		"TALLY_HTTP_ADDR":      setString(&c.HTTP.Addr),
+		"TALLY_ADMIN_TOKEN":    setString(&c.HTTP.AdminToken),
 		"TALLY_LOG_LEVEL":      setString(&c.Log.Level),
 	}); err != nil {
 		return err
@@ -81,7 +86,8 @@ func (m *HubMain) ParseFlags(args []string, getenv func(string) string) error {
 	return c.Validate()
 }
 
-// Run loads the election and opens the reconciler and the gateway.
+// Run loads the election and opens the reconciler, the gateway and the
+// projector.
 func (m *HubMain) Run(ctx context.Context) error {
 	if m.logOut != nil {
 		m.Logger = newLogger(m.logOut, m.Config.Log, "hub")
@@ -99,19 +105,30 @@ func (m *HubMain) Run(ctx context.Context) error {
 		PublishInterval: time.Duration(c.PublishInterval),
 		OfflineAfter:    time.Duration(c.OfflineAfter),
 		Logger:          m.Logger,
-	}, c.HTTP.Addr, m.Logger)
+	}, gateway.Config{Addr: c.HTTP.Addr, AdminToken: c.HTTP.AdminToken}, m.Logger)
 	if err != nil {
 		return err
 	}
 	m.rec, m.gw, m.nc = rec, gw, nc
+	proj, pnc, off, err := openProjector(ctx, le, c.Projector, rec.ClientURL(), m.Logger)
+	if err != nil {
+		return err // Close closes the hub
+	}
+	m.proj, m.pnc = proj, pnc
+	if off != "" {
+		m.Logger.Info().Str("reason", off).Msg("projections off")
+	}
 	m.Logger.Info().Str("dashboard", "http://"+gw.Addr()+"/").Str("leaf", rec.LeafURL()).
-		Str("nats", rec.ClientURL()).Msg("hub opened")
+		Str("nats", rec.ClientURL()).Bool("projections", proj != nil).
+		Bool("admin_api", c.HTTP.AdminToken != "").Msg("hub opened")
 	return nil
 }
 
 // openHub opens a reconciler and a gateway connected to it. On error,
 // whatever was opened is closed.
-func openHub(ctx context.Context, e *tally.Election, rc reconciler.Config, httpAddr string, l zerolog.Logger) (*reconciler.Reconciler, *gateway.Gateway, *nats.Conn, error) {
+// gc sets the gateway's address and admin token; its election and logger
+// are e and l.
+func openHub(ctx context.Context, e *tally.Election, rc reconciler.Config, gc gateway.Config, l zerolog.Logger) (*reconciler.Reconciler, *gateway.Gateway, *nats.Conn, error) {
 	rec, err := reconciler.New(rc)
 	if err != nil {
 		return nil, nil, nil, err
@@ -123,7 +140,8 @@ func openHub(ctx context.Context, e *tally.Election, rc reconciler.Config, httpA
 	if err != nil {
 		return nil, nil, nil, errors.Join(fmt.Errorf("connect gateway to hub: %w", err), rec.Close())
 	}
-	gw, err := gateway.New(gateway.Config{Addr: httpAddr, Election: e, Logger: l}, nc)
+	gc.Election, gc.Logger = e, l
+	gw, err := gateway.New(gc, nc)
 	if err == nil {
 		err = gw.Open(ctx)
 	}
@@ -134,10 +152,11 @@ func openHub(ctx context.Context, e *tally.Election, rc reconciler.Config, httpA
 	return rec, gw, nc, nil
 }
 
-// Close closes the gateway, its connection and the reconciler, in that order.
+// Close closes the projector, the gateway, its connection and the
+// reconciler, in that order. It is safe to call more than once.
 func (m *HubMain) Close() error {
-	err := closeHub(m.rec, m.gw, m.nc)
-	m.rec, m.gw, m.nc = nil, nil, nil
+	err := errors.Join(closeProjector(m.proj, m.pnc), closeHub(m.rec, m.gw, m.nc))
+	m.proj, m.pnc, m.rec, m.gw, m.nc = nil, nil, nil, nil, nil
 	return err
 }
 

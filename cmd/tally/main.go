@@ -25,6 +25,7 @@ Usage:
   tally hub      [flags]   the hub: mirrors of every region, national totals, dashboard and API
   tally replay   [flags]   replay a results file through the regions' intake
   tally election [flags]   print the election definition built from a results file
+  tally eval     [flags]   replay results against their baseline in many orders and score the projector
 
 Run 'tally <command> -h' for a command's flags.
 `
@@ -60,6 +61,8 @@ func main() {
 		cmd = NewReplayMain(os.Stdout, os.Stderr)
 	case "election":
 		cmd = NewElectionMain(os.Stdout)
+	case "eval":
+		cmd = NewEvalMain(os.Stdout, os.Stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return
