@@ -3,6 +3,8 @@ package tally
 import (
 	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 )
 
 // Error codes. Every error a client can see carries one; the gateway and the
@@ -56,4 +58,44 @@ func ErrorMessage(err error) string {
 		return e.Message
 	}
 	return "internal error"
+}
+
+// httpStatus maps error codes to HTTP status: the one table every HTTP
+// listener of Tally answers by. A code not here is a 500.
+var httpStatus = map[string]int{
+	EINVALID:      http.StatusBadRequest,
+	EUNAUTHORIZED: http.StatusUnauthorized,
+	EFORBIDDEN:    http.StatusForbidden,
+	ENOTFOUND:     http.StatusNotFound,
+	ECONFLICT:     http.StatusConflict,
+	ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	EUNAVAILABLE:  http.StatusServiceUnavailable,
+}
+
+// HTTPStatus returns the HTTP status for an error code; 500 for EINTERNAL
+// and any code without one.
+func HTTPStatus(code string) int {
+	if s, ok := httpStatus[code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+// CodeForHTTPStatus names an HTTP status as an error code, for errors raised
+// by the HTTP framework itself: the code that maps to the status where there
+// is one, EINTERNAL for a 5xx, else the status text in snake case
+// ("method_not_allowed").
+func CodeForHTTPStatus(status int) string {
+	for code, s := range httpStatus {
+		if s == status {
+			return code
+		}
+	}
+	if status >= 500 {
+		return EINTERNAL
+	}
+	if t := http.StatusText(status); t != "" {
+		return strings.ReplaceAll(strings.ToLower(t), " ", "_")
+	}
+	return EINTERNAL
 }

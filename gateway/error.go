@@ -3,24 +3,12 @@ package gateway
 import (
 	"errors"
 	"net/http"
-	"strings"
 
 	"github.com/labstack/echo/v4"
 	"github.com/rs/zerolog"
 
 	"github.com/tallyvote/tally"
 )
-
-// statusByCode maps tally error codes to HTTP status; any other code is 500.
-var statusByCode = map[string]int{
-	tally.EINVALID:      http.StatusBadRequest,
-	tally.EUNAUTHORIZED: http.StatusUnauthorized,
-	tally.EFORBIDDEN:    http.StatusForbidden,
-	tally.ENOTFOUND:     http.StatusNotFound,
-	tally.ECONFLICT:     http.StatusConflict,
-	tally.ETOOLARGE:     http.StatusRequestEntityTooLarge,
-	tally.EUNAVAILABLE:  http.StatusServiceUnavailable,
-}
 
 // errorBody is the JSON shape of every error response.
 type errorBody struct {
@@ -45,7 +33,7 @@ func (g *Gateway) handleError(err error, c echo.Context) {
 	switch {
 	case errors.As(err, &he):
 		status = he.Code
-		body.Code = codeForStatus(he.Code)
+		body.Code = tally.CodeForHTTPStatus(he.Code)
 		body.Message = http.StatusText(he.Code)
 		if m, ok := he.Message.(string); ok && m != "" {
 			body.Message = m
@@ -55,9 +43,7 @@ func (g *Gateway) handleError(err error, c echo.Context) {
 		}
 	case tally.ErrorCode(err) != tally.EINTERNAL:
 		code := tally.ErrorCode(err)
-		if s, ok := statusByCode[code]; ok {
-			status = s
-		}
+		status = tally.HTTPStatus(code)
 		body = errorDetail{Code: code, Message: tally.ErrorMessage(err)}
 		if status >= 500 && status != http.StatusServiceUnavailable {
 			zerolog.Ctx(c.Request().Context()).Error().Err(err).Msg("request failed")
@@ -78,18 +64,4 @@ func (g *Gateway) handleError(err error, c echo.Context) {
 	if werr != nil {
 		zerolog.Ctx(c.Request().Context()).Debug().Err(werr).Msg("error response not sent")
 	}
-}
-
-// codeForStatus names an HTTP status as an error code: the tally code when
-// one maps to it, else the status text in snake case ("method_not_allowed").
-func codeForStatus(status int) string {
-	for code, s := range statusByCode {
-		if s == status {
-			return code
-		}
-	}
-	if t := http.StatusText(status); t != "" {
-		return strings.ReplaceAll(strings.ToLower(t), " ", "_")
-	}
-	return tally.EINTERNAL
 }

@@ -17,18 +17,6 @@ import (
 	"github.com/tallyvote/tally"
 )
 
-// statusByCode maps error codes to HTTP statuses: the one table of the
-// intake. Anything else is a 500.
-var statusByCode = map[string]int{
-	tally.EINVALID:      http.StatusBadRequest,
-	tally.ENOTFOUND:     http.StatusNotFound,
-	tally.ECONFLICT:     http.StatusConflict,
-	tally.ETOOLARGE:     http.StatusRequestEntityTooLarge,
-	tally.EUNAUTHORIZED: http.StatusUnauthorized,
-	tally.EFORBIDDEN:    http.StatusForbidden,
-	tally.EUNAVAILABLE:  http.StatusServiceUnavailable,
-}
-
 // errorBody is the JSON shape of every error response.
 type errorBody struct {
 	Error errorDetail `json:"error"`
@@ -133,15 +121,11 @@ func (n *Node) handleError(err error, c echo.Context) {
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
 		status = he.Code
-		body.Error.Code = codeForStatus(status)
+		body.Error.Code = tally.CodeForHTTPStatus(status)
 		body.Error.Message = fmt.Sprint(he.Message)
 	} else {
 		code := tally.ErrorCode(err)
-		s, ok := statusByCode[code]
-		if !ok {
-			s = http.StatusInternalServerError
-		}
-		status = s
+		status = tally.HTTPStatus(code)
 		body.Error.Code = code
 		body.Error.Message = tally.ErrorMessage(err)
 	}
@@ -157,20 +141,6 @@ func (n *Node) handleError(err error, c echo.Context) {
 	if werr != nil {
 		zerolog.Ctx(c.Request().Context()).Debug().Err(werr).Msg("error response not written")
 	}
-}
-
-// codeForStatus names the code of an echo error: the tally code for the
-// status where there is one, else the status text in snake case.
-func codeForStatus(status int) string {
-	for code, s := range statusByCode {
-		if s == status {
-			return code
-		}
-	}
-	if status >= 500 {
-		return tally.EINTERNAL
-	}
-	return strings.ReplaceAll(strings.ToLower(http.StatusText(status)), " ", "_")
 }
 
 // readBody reads the request body, refusing a non-JSON content type and a
