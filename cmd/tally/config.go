@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"strconv"
@@ -347,4 +348,35 @@ func setInt(p *int) func(string) error {
 		*p = n
 		return nil
 	}
+}
+
+// electionFlags registers --election, --results and --regions on fs and
+// returns, by flag name, what applies each to src once the flags are parsed.
+func electionFlags(fs *flag.FlagSet, src *ElectionSource) map[string]func() {
+	election := fs.String("election", "", "election definition file (JSON or YAML)")
+	results := fs.String("results", "", "results CSV file(s), comma-separated, or \"bundled\", to build the election from")
+	regions := fs.Int("regions", 0, "with --results: regions per state")
+	return map[string]func(){
+		"election": func() { *src = ElectionSource{File: *election} },
+		"results":  func() { *src = ElectionSource{Results: *results, Regions: src.Regions, Year: src.Year} },
+		"regions":  func() { src.Regions = *regions },
+	}
+}
+
+// layerConfig fills cfg from, in rising order of precedence, the config
+// file at path (when set), the environment and the flags the user set on fs
+// (already parsed), then validates it.
+func layerConfig(fs *flag.FlagSet, path string, cfg interface{ Validate() error }, getenv func(string) string, env map[string]func(string) error, flags ...map[string]func()) error {
+	if path != "" {
+		if err := loadConfigFile(path, cfg); err != nil {
+			return err
+		}
+	}
+	if err := applyEnv(getenv, env); err != nil {
+		return err
+	}
+	for _, f := range flags {
+		setFlags(fs, f)
+	}
+	return cfg.Validate()
 }

@@ -74,20 +74,12 @@ func (d *Demo) ParseFlags(args []string, getenv func(string) string) error {
 		return fmt.Errorf("demo: unexpected argument %q", fs.Arg(0))
 	}
 	c := &d.Config
-	if *configPath != "" {
-		if err := loadConfigFile(*configPath, c); err != nil {
-			return err
-		}
-	}
-	if err := applyEnv(getenv, map[string]func(string) error{
+	return layerConfig(fs, *configPath, c, getenv, map[string]func(string) error{
 		"TALLY_HTTP_ADDR":    setString(&c.HTTP.Addr),
 		"TALLY_ADMIN_TOKEN":  setString(&c.HTTP.AdminToken),
 		"TALLY_REPLAY_SPEED": setString(&c.Replay.Speed),
 		"TALLY_LOG_LEVEL":    setString(&c.Log.Level),
-	}); err != nil {
-		return err
-	}
-	setFlags(fs, map[string]func(){
+	}, map[string]func(){
 		"http":        func() { c.HTTP.Addr = *httpAddr },
 		"speed":       func() { c.Replay.Speed = *speed },
 		"results":     func() { c.Election.Results, c.Election.File = *results, "" },
@@ -98,7 +90,6 @@ func (d *Demo) ParseFlags(args []string, getenv func(string) string) error {
 		"data":        func() { c.DataDir = *dataDir },
 		"log-level":   func() { c.Log.Level = *logLevel },
 	})
-	return c.Validate()
 }
 
 // Run opens the hub, the gateway, the projector and every region, then

@@ -41,9 +41,8 @@ func NewHubMain(w io.Writer) *HubMain {
 func (m *HubMain) ParseFlags(args []string, getenv func(string) string) error {
 	fs := flagSet("hub", m.logOut)
 	configPath := fs.String("config", "", "config file (YAML); see configs/hub.yaml")
-	election := fs.String("election", "", "election definition file (JSON or YAML)")
-	results := fs.String("results", "", "results CSV file(s), comma-separated, or \"bundled\", to build the election from")
-	regions := fs.Int("regions", 0, "with --results: regions per state")
+	c := &m.Config
+	electionSet := electionFlags(fs, &c.Election)
 	httpAddr := fs.String("http", "", "dashboard and API listen address")
 	natsURL := fs.String("nats-url", "", "external NATS URL (default: embedded server)")
 	natsPort := fs.Int("nats-port", 0, "embedded NATS client port")
@@ -53,13 +52,7 @@ func (m *HubMain) ParseFlags(args []string, getenv func(string) string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	c := &m.Config
-	if *configPath != "" {
-		if err := loadConfigFile(*configPath, c); err != nil {
-			return err
-		}
-	}
-	if err := applyEnv(getenv, map[string]func(string) error{
+	return layerConfig(fs, *configPath, c, getenv, map[string]func(string) error{
 		"TALLY_NATS_URL":       setString(&c.NATS.URL),
 		"TALLY_NATS_STORE_DIR": setString(&c.NATS.StoreDir),
 		"TALLY_NATS_PORT":      setInt(&c.NATS.Port),
@@ -67,15 +60,7 @@ func (m *HubMain) ParseFlags(args []string, getenv func(string) string) error {
 		"TALLY_HTTP_ADDR":      setString(&c.HTTP.Addr),
 		"TALLY_ADMIN_TOKEN":    setString(&c.HTTP.AdminToken),
 		"TALLY_LOG_LEVEL":      setString(&c.Log.Level),
-	}); err != nil {
-		return err
-	}
-	setFlags(fs, map[string]func(){
-		"election": func() { c.Election = ElectionSource{File: *election} },
-		"results": func() {
-			c.Election = ElectionSource{Results: *results, Regions: c.Election.Regions, Year: c.Election.Year}
-		},
-		"regions":   func() { c.Election.Regions = *regions },
+	}, electionSet, map[string]func(){
 		"http":      func() { c.HTTP.Addr = *httpAddr },
 		"nats-url":  func() { c.NATS.URL = *natsURL },
 		"nats-port": func() { c.NATS.Port = *natsPort },
@@ -83,7 +68,6 @@ func (m *HubMain) ParseFlags(args []string, getenv func(string) string) error {
 		"store":     func() { c.NATS.StoreDir = *store },
 		"log-level": func() { c.Log.Level = *logLevel },
 	})
-	return c.Validate()
 }
 
 // Run loads the election and opens the reconciler, the gateway and the

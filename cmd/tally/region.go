@@ -32,9 +32,8 @@ func (m *RegionMain) ParseFlags(args []string, getenv func(string) string) error
 	fs := flagSet("region", m.logOut)
 	configPath := fs.String("config", "", "config file (YAML); see configs/region.yaml")
 	region := fs.String("region", "", "region id")
-	election := fs.String("election", "", "election definition file (JSON or YAML)")
-	results := fs.String("results", "", "results CSV file(s), comma-separated, or \"bundled\", to build the election from")
-	regions := fs.Int("regions", 0, "with --results: regions per state")
+	c := &m.Config
+	electionSet := electionFlags(fs, &c.Election)
 	httpAddr := fs.String("http", "", "intake listen address")
 	natsURL := fs.String("nats-url", "", "external NATS URL (default: embedded server)")
 	natsPort := fs.Int("nats-port", 0, "embedded NATS client port")
@@ -44,13 +43,7 @@ func (m *RegionMain) ParseFlags(args []string, getenv func(string) string) error
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	c := &m.Config
-	if *configPath != "" {
-		if err := loadConfigFile(*configPath, c); err != nil {
-			return err
-		}
-	}
-	if err := applyEnv(getenv, map[string]func(string) error{
+	return layerConfig(fs, *configPath, c, getenv, map[string]func(string) error{
 		"TALLY_REGION":         setString(&c.Region),
 		"TALLY_NATS_URL":       setString(&c.NATS.URL),
 		"TALLY_NATS_STORE_DIR": setString(&c.NATS.StoreDir),
@@ -58,16 +51,8 @@ func (m *RegionMain) ParseFlags(args []string, getenv func(string) string) error
 		"TALLY_NATS_PORT":      setInt(&c.NATS.Port),
 		"TALLY_HTTP_ADDR":      setString(&c.HTTP.Addr),
 		"TALLY_LOG_LEVEL":      setString(&c.Log.Level),
-	}); err != nil {
-		return err
-	}
-	setFlags(fs, map[string]func(){
-		"region":   func() { c.Region = *region },
-		"election": func() { c.Election = ElectionSource{File: *election} },
-		"results": func() {
-			c.Election = ElectionSource{Results: *results, Regions: c.Election.Regions, Year: c.Election.Year}
-		},
-		"regions":   func() { c.Election.Regions = *regions },
+	}, electionSet, map[string]func(){
+		"region":    func() { c.Region = *region },
 		"http":      func() { c.HTTP.Addr = *httpAddr },
 		"nats-url":  func() { c.NATS.URL = *natsURL },
 		"nats-port": func() { c.NATS.Port = *natsPort },
@@ -75,7 +60,6 @@ func (m *RegionMain) ParseFlags(args []string, getenv func(string) string) error
 		"hub":       func() { c.NATS.Hub = *hub },
 		"log-level": func() { c.Log.Level = *logLevel },
 	})
-	return c.Validate()
 }
 
 // Run loads the election and opens the node.
