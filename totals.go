@@ -14,6 +14,9 @@ type Totals struct {
 	contests map[ContestID]*ContestTally
 	lastSeq  map[RegionID]uint64
 	events   uint64
+	// corrections holds the latest correction applied per precinct and
+	// contest (see PrecinctResults); nil until the first.
+	corrections map[cellKey]*Correction
 }
 
 type cellKey struct {
@@ -153,6 +156,7 @@ func (t *Totals) Apply(seq uint64, rep *Report) bool {
 	if rep.Correction != nil {
 		ct.Corrections++
 		cell.Corrections++
+		t.noteCorrection(k, rep.Correction)
 	}
 	cell.Seq = seq
 	cell.ID = rep.ID

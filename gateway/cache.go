@@ -38,6 +38,10 @@ type view struct {
 	contests map[tally.ContestID]*resource
 	list     *resource // every contest: state contests in election order, then national views
 	regions  *resource
+
+	counties  map[tally.ContestID]*resource      // results by county per state contest
+	precincts map[tally.ContestID]*precinctTable // every precinct of each state contest
+	feed      *resource                          // the latest feed items
 }
 
 // serve writes r with its ETag, or 304 when the client has it already.

@@ -26,6 +26,9 @@ type event struct {
 	frame   []byte // the complete SSE frame; shared, never modified
 	removed bool   // the key was deleted
 	reset   bool   // the bucket was recreated: forget everything
+	// transient events (the feed) are sent and kept for resuming, but
+	// are not part of the snapshot a new viewer gets.
+	transient bool
 }
 
 // client is one connected viewer. The hub closes ch when it drops the
@@ -141,7 +144,9 @@ func (h *hub) run(ctx context.Context) {
 				clear(current)
 				ring, start, floor, lastRev = ring[:0], 0, 0, 0
 			} else {
-				if ev.removed {
+				if ev.transient {
+					// not in the snapshot
+				} else if ev.removed {
 					delete(current, ev.key)
 				} else {
 					current[ev.key] = ev

@@ -161,6 +161,7 @@ type watchState struct {
 	created  time.Time         // the bucket's creation, to notice it being recreated
 	loaded   bool
 	dirty    bool
+	details  details // results by county and precinct, and the feed
 }
 
 // contestParts are the bucket values a contest's response is merged from,
@@ -175,6 +176,7 @@ func (st *watchState) reset() {
 	clear(st.contests)
 	clear(st.parts)
 	clear(st.revs)
+	st.details.reset()
 	st.regions = nil
 	st.dirty = true
 }
@@ -233,6 +235,8 @@ func (st *watchState) apply(entry jetstream.KeyValueEntry, g *Gateway) (ev event
 		id = tally.ContestID(strings.TrimPrefix(key, tally.KeyCallPrefix))
 		decode = decodeCall
 		set = func(p *contestParts, b []byte) { p.call = b }
+	case strings.HasPrefix(key, tally.KeyCountiesPrefix), strings.HasPrefix(key, tally.KeyPrecinctsPrefix):
+		return st.applyDetail(entry, g)
 	default:
 		return event{}, false
 	}
@@ -337,6 +341,7 @@ func decodeCall(v []byte, id tally.ContestID) (b []byte, named tally.ContestID, 
 // build returns the cached view of the current state.
 func (st *watchState) build() *view {
 	v := &view{contests: maps.Clone(st.contests), regions: st.regions}
+	st.details.snapshot(st.e, v)
 	if v.regions == nil {
 		v.regions = resourceOf([]byte("[]"))
 	}

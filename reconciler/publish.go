@@ -22,12 +22,23 @@ type publisher struct {
 	last    map[string][]byte // key -> bytes in the bucket
 	pending map[string][]byte // key -> bytes still to write
 	order   []string          // pending keys, in the order they became pending
+
+	// Precinct results are bigger than the rest and change with every
+	// report: they are written at most every PrecinctsInterval.
+	precinctsDirty map[tally.ContestID]bool
+	precinctsAt    time.Time
 }
+
+// PrecinctsInterval bounds how often a contest's precinct results
+// (tally.PrecinctsKey) are rewritten; the contest and county results follow
+// every PublishInterval.
+const PrecinctsInterval = time.Second
 
 func (p *publisher) init(kv jetstream.KeyValue) {
 	p.kv = kv
 	p.last = map[string][]byte{}
 	p.pending = map[string][]byte{}
+	p.precinctsDirty = map[tally.ContestID]bool{}
 }
 
 // stage queues b under key unless the bucket already holds it.
@@ -92,10 +103,12 @@ func (r *Reconciler) publishLoop() {
 
 // publish takes the dirty contests and, if they changed, the region
 // statuses, and writes to the bucket the keys whose JSON changed: each dirty
-// contest, the national view of each office with a dirty contest, and
-// KeyRegions.
+// contest and its results by county, the national view of each office with
+// a dirty contest, KeyRegions, and, at most every PrecinctsInterval (and on
+// the final publish), the precinct results of the contests dirty since.
 func (r *Reconciler) publish(ctx context.Context) error {
 	start := time.Now()
+	final := r.ctx.Err() != nil
 	type kv struct {
 		key string
 		val any
@@ -110,6 +123,8 @@ func (r *Reconciler) publish(ctx context.Context) error {
 				continue
 			}
 			out = append(out, kv{tally.ContestKey(c.ID), r.totals.ContestResult(c.ID, sm)})
+			out = append(out, kv{tally.CountiesKey(c.ID), r.totals.CountyResults(c.ID)})
+			r.pub.precinctsDirty[c.ID] = true
 			if c.Office != "" {
 				offices[c.Office] = true
 			}
@@ -124,6 +139,18 @@ func (r *Reconciler) publish(ctx context.Context) error {
 		}
 		clear(r.dirty)
 		r.regionsDirty = false
+	}
+	if len(r.pub.precinctsDirty) > 0 && (final || start.Sub(r.pub.precinctsAt) >= PrecinctsInterval) {
+		for _, c := range r.e.Contests {
+			if !r.pub.precinctsDirty[c.ID] {
+				continue
+			}
+			for _, reg := range r.e.ContestRegions(c.ID) {
+				out = append(out, kv{tally.PrecinctsKey(c.ID, reg), r.totals.PrecinctResults(c.ID, reg)})
+			}
+		}
+		clear(r.pub.precinctsDirty)
+		r.pub.precinctsAt = start
 	}
 	r.mu.Unlock()
 

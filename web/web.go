@@ -1,7 +1,13 @@
 // Package web holds the live dashboard's assets, embedded in the binary. The
 // dashboard has no build step: plain HTML, CSS and JavaScript reading the
-// gateway's JSON API and Server-Sent Events stream.
+// gateway's JSON API and Server-Sent Events stream. The county maps'
+// shapes (static/counties-<ST>.json) are generated from the us-atlas npm
+// package and committed; regenerate them with
+//
+//	npm ci --prefix web && go generate ./web
 package web
+
+//go:generate go run gencounties.go -atlas node_modules/us-atlas/counties-10m.json -out static -version 3.0.1
 
 import (
 	"embed"

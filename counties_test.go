@@ -1,0 +1,51 @@
+package tally_test
+
+import (
+	"testing"
+
+	"github.com/tallyvote/tally"
+)
+
+func TestCountyAndPrecinctResults(t *testing.T) {
+	e, _ := MustBuildSmall(t)
+	p1, p2 := e.Precinct("xa-north-1"), e.Precinct("xa-north-2")
+	rep := func(p *tally.Precinct, id string, smith, jones int64, complete bool) *tally.Report {
+		return &tally.Report{ID: tally.EventID(string(p.Region) + "-" + id), Region: p.Region, Precinct: p.ID, Contest: "xa-president",
+			Votes: map[tally.CandidateID]int64{"smith": smith, "jones": jones}, Complete: complete}
+	}
+	tt := tally.NewTotals(e)
+	tt.Apply(1, rep(p1, "a", 10, 5, true))
+	tt.Apply(2, rep(p2, "b", 3, 4, false))
+	fix := rep(p1, "c", 12, 5, true)
+	fix.Correction = &tally.Correction{Supersedes: fix.ID, SupersedesSeq: 1, Reason: "typo"}
+	tt.Apply(3, fix)
+
+	cr := tt.CountyResults("xa-president")
+	if len(cr.Counties) != 3 || cr.Counties[0].County != "East" || cr.Counties[1].County != "North" {
+		t.Fatalf("counties = %+v, want East, North, South", cr.Counties)
+	}
+	north := cr.Counties[1]
+	if north.Votes["smith"] != 15 || north.Votes["jones"] != 9 || north.TotalVotes != 24 ||
+		north.Precincts != (tally.PrecinctCount{Total: 2, Reporting: 2, Complete: 1}) || north.Corrections != 1 {
+		t.Errorf("North = %+v", north)
+	}
+	if east := cr.Counties[0]; east.Precincts.Reporting != 0 || east.Precincts.Total != 1 || east.Votes["smith"] != 0 {
+		t.Errorf("East = %+v, want 1 precinct, none reporting", east)
+	}
+
+	pr := tt.PrecinctResults("xa-president", p1.Region)
+	if len(pr.Precincts) != 2 {
+		t.Fatalf("precincts = %+v, want 2 reported", pr.Precincts)
+	}
+	got := pr.Precincts[0]
+	if got.ID != p1.ID || got.Votes["smith"] != 12 || got.Seq != 3 || got.Reports != 2 || got.Corrections != 1 ||
+		got.Correction == nil || got.Correction.Reason != "typo" {
+		t.Errorf("precinct %s = %+v", p1.ID, got)
+	}
+	if pr.Precincts[1].Correction != nil || pr.Precincts[1].Corrections != 0 {
+		t.Errorf("precinct %s = %+v, want no correction", p2.ID, pr.Precincts[1])
+	}
+	if k := tally.PrecinctsKey("xa-president", p1.Region); k != "precincts.xa-president."+string(p1.Region) {
+		t.Errorf("PrecinctsKey = %q", k)
+	}
+}

@@ -1,0 +1,413 @@
+package gateway
+
+import (
+	"encoding/json"
+	"maps"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tallyvote/tally"
+)
+
+const (
+	feedSize         = 50   // feed items kept for GET /api/v1/feed
+	maxPrecinctLimit = 1000 // rows per page of GET /api/v1/contests/{id}/precincts
+)
+
+// details is the watcher's state of the results below the contest: by
+// county, by precinct, and the feed of changes derived from them.
+type details struct {
+	counties map[tally.ContestID]*resource
+	shards   map[tally.ContestID]map[tally.RegionID][]tally.PrecinctResult
+	tables   map[tally.ContestID]*precinctTable
+	feed     []feedItem // oldest first, at most feedSize
+	feedRes  *resource
+}
+
+func (d *details) reset() {
+	clear(d.counties)
+	clear(d.shards)
+	clear(d.tables)
+	d.feed, d.feedRes = nil, nil
+}
+
+func (d *details) init() {
+	if d.counties == nil {
+		d.counties = map[tally.ContestID]*resource{}
+		d.shards = map[tally.ContestID]map[tally.RegionID][]tally.PrecinctResult{}
+		d.tables = map[tally.ContestID]*precinctTable{}
+	}
+}
+
+// feedItem is one entry of the "what changed" feed: a batch of reports from
+// one region in one contest, or one correction. Votes are the change per
+// candidate since the previous value the gateway saw.
+type feedItem struct {
+	ID            string                      `json:"id"` // <revision>-<n>, unique
+	Kind          string                      `json:"kind"`
+	Contest       tally.ContestID             `json:"contest"`
+	ContestName   string                      `json:"contest_name"`
+	Region        tally.RegionID              `json:"region"`
+	RegionName    string                      `json:"region_name"`
+	At            time.Time                   `json:"at,omitzero"` // latest reported_at among the reports
+	Precincts     int                         `json:"precincts"`   // precincts with a new report
+	NewPrecincts  int                         `json:"new_precincts"`
+	Votes         map[tally.CandidateID]int64 `json:"votes"`
+	TotalVotes    int64                       `json:"total_votes"`
+	Precinct      tally.PrecinctID            `json:"precinct,omitempty"` // a correction's precinct
+	PrecinctName  string                      `json:"precinct_name,omitempty"`
+	Seq           uint64                      `json:"seq,omitempty"`
+	Supersedes    tally.EventID               `json:"supersedes,omitempty"`
+	SupersedesSeq uint64                      `json:"supersedes_seq,omitempty"`
+	Reason        string                      `json:"reason,omitempty"`
+}
+
+// Feed item kinds.
+const (
+	feedBatch      = "batch"
+	feedCorrection = "correction"
+)
+
+// applyDetail applies a counties or precincts key. A changed precinct
+// shard, once the initial values are loaded, yields a feed event (not part
+// of the snapshot a new viewer gets, but resumable with Last-Event-ID).
+func (st *watchState) applyDetail(entry jetstream.KeyValueEntry, g *Gateway) (ev event, ok bool) {
+	st.details.init()
+	key, rev := entry.Key(), entry.Revision()
+	removed := entry.Operation() == jetstream.KeyValueDelete || entry.Operation() == jetstream.KeyValuePurge
+	d := &st.details
+	if strings.HasPrefix(key, tally.KeyCountiesPrefix) {
+		id := tally.ContestID(strings.TrimPrefix(key, tally.KeyCountiesPrefix))
+		st.revs[key], st.dirty = rev, true
+		if removed {
+			delete(d.counties, id)
+			return event{}, false
+		}
+		var cr tally.CountyResults
+		if err := json.Unmarshal(entry.Value(), &cr); err != nil {
+			g.log.Warn().Err(err).Str("key", key).Uint64("seq", rev).Msg("bad value skipped")
+			return event{}, false
+		}
+		cr.Contest = id
+		if cr.Counties == nil {
+			cr.Counties = []tally.CountyResult{}
+		}
+		r, err := newResource(cr)
+		if err != nil {
+			return event{}, false
+		}
+		d.counties[id] = r
+		return event{}, false
+	}
+	rest := strings.TrimPrefix(key, tally.KeyPrecinctsPrefix)
+	i := strings.LastIndexByte(rest, '.')
+	if i < 0 {
+		return event{}, false
+	}
+	cid, rid := tally.ContestID(rest[:i]), tally.RegionID(rest[i+1:])
+	st.revs[key], st.dirty = rev, true
+	var pr tally.PrecinctResults
+	if !removed {
+		if err := json.Unmarshal(entry.Value(), &pr); err != nil {
+			g.log.Warn().Err(err).Str("key", key).Uint64("seq", rev).Msg("bad value skipped")
+			return event{}, false
+		}
+	}
+	byRegion := d.shards[cid]
+	if byRegion == nil {
+		byRegion = map[tally.RegionID][]tally.PrecinctResult{}
+		d.shards[cid] = byRegion
+	}
+	prev, had := byRegion[rid]
+	if removed {
+		delete(byRegion, rid)
+	} else {
+		byRegion[rid] = pr.Precincts
+	}
+	d.tables[cid] = newPrecinctTable(st.e, cid, byRegion)
+	if !st.loaded || !had || removed {
+		return event{}, false
+	}
+	items := feedItems(st.e, cid, rid, rev, prev, pr.Precincts)
+	if len(items) == 0 {
+		return event{}, false
+	}
+	d.feed = append(d.feed, items...)
+	if n := len(d.feed); n > feedSize {
+		d.feed = append([]feedItem(nil), d.feed[n-feedSize:]...)
+	}
+	d.feedRes = nil
+	b, err := json.Marshal(items)
+	if err != nil {
+		return event{}, false
+	}
+	return event{rev: rev, key: key, transient: true, frame: sseFrame(rev, "feed", b)}, true
+}
+
+// feedItems compares a region's precinct results in a contest before and
+// after a change: reports that are not corrections make one batch item,
+// each correction its own item.
+func feedItems(e *tally.Election, cid tally.ContestID, rid tally.RegionID, rev uint64, prev, cur []tally.PrecinctResult) []feedItem {
+	old := make(map[tally.PrecinctID]*tally.PrecinctResult, len(prev))
+	for i := range prev {
+		old[prev[i].ID] = &prev[i]
+	}
+	base := feedItem{Contest: cid, Region: rid}
+	if c := e.Contest(cid); c != nil {
+		base.ContestName = c.Name
+	}
+	if r := e.Region(rid); r != nil {
+		base.RegionName = r.Name
+	}
+	batch := base
+	batch.Kind, batch.Votes = feedBatch, map[tally.CandidateID]int64{}
+	var corrections []feedItem
+	for i := range cur {
+		p := &cur[i]
+		o := old[p.ID]
+		if o != nil && o.Seq == p.Seq {
+			continue
+		}
+		var oldVotes map[tally.CandidateID]int64
+		oldCorrections := 0
+		if o != nil {
+			oldVotes, oldCorrections = o.Votes, o.Corrections
+		}
+		delta, total := voteDelta(oldVotes, p.Votes)
+		if p.Corrections > oldCorrections {
+			it := base
+			it.Kind, it.Votes, it.TotalVotes = feedCorrection, delta, total
+			it.At, it.Precinct, it.Seq, it.Precincts = p.ReportedAt, p.ID, p.Seq, 1
+			if pp := e.Precinct(p.ID); pp != nil {
+				it.PrecinctName = pp.Name
+			}
+			if p.Correction != nil {
+				it.Supersedes, it.SupersedesSeq, it.Reason = p.Correction.Supersedes, p.Correction.SupersedesSeq, p.Correction.Reason
+			}
+			corrections = append(corrections, it)
+			continue
+		}
+		batch.Precincts++
+		if o == nil {
+			batch.NewPrecincts++
+		}
+		for c, n := range delta {
+			batch.Votes[c] += n
+		}
+		batch.TotalVotes += total
+		if p.ReportedAt.After(batch.At) {
+			batch.At = p.ReportedAt
+		}
+	}
+	var items []feedItem
+	if batch.Precincts > 0 {
+		items = append(items, batch)
+	}
+	items = append(items, corrections...)
+	for i := range items {
+		items[i].ID = strconv.FormatUint(rev, 10) + "-" + strconv.Itoa(i)
+	}
+	return items
+}
+
+// voteDelta returns cur minus prev per candidate, and the total change.
+func voteDelta(prev, cur map[tally.CandidateID]int64) (map[tally.CandidateID]int64, int64) {
+	d := make(map[tally.CandidateID]int64, len(cur))
+	var total int64
+	for c, n := range cur {
+		d[c] = n - prev[c]
+		total += n - prev[c]
+	}
+	for c, n := range prev {
+		if _, ok := cur[c]; !ok {
+			d[c] = -n
+			total -= n
+		}
+	}
+	return d, total
+}
+
+// snapshot adds the details to a view being built.
+func (d *details) snapshot(e *tally.Election, v *view) {
+	d.init()
+	v.counties = maps.Clone(d.counties)
+	for _, c := range e.Contests {
+		if d.tables[c.ID] == nil { // no precinct results yet: every precinct out
+			d.tables[c.ID] = newPrecinctTable(e, c.ID, nil)
+		}
+	}
+	v.precincts = maps.Clone(d.tables)
+	if d.feedRes == nil {
+		items := d.feed
+		if items == nil {
+			items = []feedItem{}
+		}
+		r, err := newResource(items)
+		if err != nil {
+			r = resourceOf([]byte("[]"))
+		}
+		d.feedRes = r
+	}
+	v.feed = d.feedRes
+}
+
+// precinctRow is one precinct of GET /api/v1/contests/{id}/precincts.
+type precinctRow struct {
+	ID          tally.PrecinctID            `json:"id"`
+	Name        string                      `json:"name"`
+	County      string                      `json:"county"`
+	Region      tally.RegionID              `json:"region"`
+	Reporting   bool                        `json:"reporting"`
+	Complete    bool                        `json:"complete"`
+	Votes       map[tally.CandidateID]int64 `json:"votes"`
+	TotalVotes  int64                       `json:"total_votes"`
+	Reports     int                         `json:"reports"`
+	Corrections int                         `json:"corrections"`
+	ReportedAt  time.Time                   `json:"reported_at,omitzero"`
+	Seq         uint64                      `json:"seq,omitempty"`
+	Correction  *tally.Correction           `json:"correction,omitempty"`
+
+	search string // lower-case name, county and id
+}
+
+// precinctTable is every precinct of a contest, in election order, with its
+// latest result. It is immutable once built.
+type precinctTable struct {
+	contest tally.ContestID
+	rows    []precinctRow
+	once    sync.Once
+	all     *resource
+}
+
+func newPrecinctTable(e *tally.Election, cid tally.ContestID, byRegion map[tally.RegionID][]tally.PrecinctResult) *precinctTable {
+	latest := map[tally.PrecinctID]*tally.PrecinctResult{}
+	for _, list := range byRegion {
+		for i := range list {
+			latest[list[i].ID] = &list[i]
+		}
+	}
+	ids := e.ContestPrecincts(cid)
+	t := &precinctTable{contest: cid, rows: make([]precinctRow, 0, len(ids))}
+	for _, pid := range ids {
+		p := e.Precinct(pid)
+		row := precinctRow{ID: pid, Name: p.Name, County: p.County, Region: p.Region, Votes: map[tally.CandidateID]int64{},
+			search: strings.ToLower(p.Name + "\x00" + p.County + "\x00" + string(pid))}
+		if r := latest[pid]; r != nil {
+			row.Reporting, row.Complete, row.Votes = true, r.Complete, r.Votes
+			for _, n := range r.Votes {
+				row.TotalVotes += n
+			}
+			row.Reports, row.Corrections, row.ReportedAt, row.Seq, row.Correction = r.Reports, r.Corrections, r.ReportedAt, r.Seq, r.Correction
+		}
+		t.rows = append(t.rows, row)
+	}
+	return t
+}
+
+// precinctPage is the shape of GET /api/v1/contests/{id}/precincts.
+type precinctPage struct {
+	Contest   tally.ContestID `json:"contest"`
+	Total     int             `json:"total"`   // precincts in the contest
+	Matched   int             `json:"matched"` // precincts matching the filters
+	Offset    int             `json:"offset"`
+	Precincts []precinctRow   `json:"precincts"`
+}
+
+func (g *Gateway) getContestCounties(c echo.Context) error {
+	v, err := g.currentView()
+	if err != nil {
+		return err
+	}
+	id := tally.ContestID(c.Param("id"))
+	if r := v.counties[id]; r != nil {
+		return serve(c, r)
+	}
+	return g.detailNotFound(id, "results by county")
+}
+
+// getContestPrecincts serves a contest's precincts. Without parameters it
+// is every precinct (cached, with an ETag); q (a case-insensitive substring
+// of the name, county or id), county, region, corrected=true, offset and
+// limit (at most 1000) select a page.
+func (g *Gateway) getContestPrecincts(c echo.Context) error {
+	v, err := g.currentView()
+	if err != nil {
+		return err
+	}
+	id := tally.ContestID(c.Param("id"))
+	t := v.precincts[id]
+	if t == nil {
+		return g.detailNotFound(id, "precinct results")
+	}
+	qp := c.QueryParams()
+	if len(qp) == 0 {
+		t.once.Do(func() {
+			r, err := newResource(precinctPage{Contest: t.contest, Total: len(t.rows), Matched: len(t.rows), Precincts: t.rows})
+			if err != nil {
+				r = resourceOf([]byte(`{"contest":"` + string(t.contest) + `","precincts":[]}`))
+			}
+			t.all = r
+		})
+		return serve(c, t.all)
+	}
+	intParam := func(name string, def int) (int, error) {
+		s := qp.Get(name)
+		if s == "" {
+			return def, nil
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return 0, tally.Errorf(tally.EINVALID, "%s: want a non-negative integer", name)
+		}
+		return n, nil
+	}
+	offset, err := intParam("offset", 0)
+	if err != nil {
+		return err
+	}
+	limit, err := intParam("limit", maxPrecinctLimit)
+	if err != nil {
+		return err
+	}
+	limit = min(limit, maxPrecinctLimit)
+	q := strings.ToLower(strings.TrimSpace(qp.Get("q")))
+	county, region := qp.Get("county"), tally.RegionID(qp.Get("region"))
+	corrected := qp.Get("corrected") == "true"
+	page := precinctPage{Contest: id, Total: len(t.rows), Offset: offset, Precincts: []precinctRow{}}
+	for i := range t.rows {
+		r := &t.rows[i]
+		if (q != "" && !strings.Contains(r.search, q)) || (county != "" && r.County != county) ||
+			(region != "" && r.Region != region) || (corrected && r.Corrections == 0) {
+			continue
+		}
+		if page.Matched >= offset && len(page.Precincts) < limit {
+			page.Precincts = append(page.Precincts, *r)
+		}
+		page.Matched++
+	}
+	c.Response().Header().Set("Cache-Control", "no-cache")
+	return c.JSON(200, page)
+}
+
+func (g *Gateway) getFeed(c echo.Context) error {
+	v, err := g.currentView()
+	if err != nil {
+		return err
+	}
+	return serve(c, v.feed)
+}
+
+func (g *Gateway) detailNotFound(id tally.ContestID, what string) error {
+	if g.cfg.Election.Contest(id) != nil {
+		return tally.Errorf(tally.ENOTFOUND, "contest %q has no %s yet", id, what)
+	}
+	if strings.HasPrefix(string(id), "all-") {
+		return tally.Errorf(tally.ENOTFOUND, "national view %q has no %s", id, what)
+	}
+	return tally.Errorf(tally.ENOTFOUND, "unknown contest %q", id)
+}
