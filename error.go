@@ -17,6 +17,7 @@ const (
 	EUNAVAILABLE  = "unavailable"  // a dependency is down; retry later
 	EUNAUTHORIZED = "unauthorized" // no or bad credentials
 	EFORBIDDEN    = "forbidden"    // credentials do not allow this
+	ERATELIMIT    = "rate_limited" // too many requests; retry after a pause
 	EINTERNAL     = "internal"     // anything we did not classify
 )
 
@@ -70,6 +71,7 @@ var httpStatus = map[string]int{
 	ECONFLICT:     http.StatusConflict,
 	ETOOLARGE:     http.StatusRequestEntityTooLarge,
 	EUNAVAILABLE:  http.StatusServiceUnavailable,
+	ERATELIMIT:    http.StatusTooManyRequests,
 }
 
 // HTTPStatus returns the HTTP status for an error code; 500 for EINTERNAL

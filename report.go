@@ -61,6 +61,9 @@ type Report struct {
 	ReportedAt  time.Time                          `json:"reported_at"`
 	Office      string                             `json:"office,omitempty"` // the office that sent it
 	Correction  *Correction                        `json:"correction,omitempty"`
+	// Signature is the office's ed25519 signature of SignedBytes, in
+	// base64url without padding; "" for an unsigned report. See Sign.
+	Signature string `json:"signature,omitempty"`
 }
 
 // Correction makes a Report a correction: it names the report it supersedes,
@@ -378,6 +381,9 @@ func (r *Report) Validate(e *Election) error {
 	}
 	if len(r.Office) > 128 {
 		return Errorf(EINVALID, "office: longer than 128 characters")
+	}
+	if len(r.Signature) > 128 {
+		return Errorf(EINVALID, "signature: longer than 128 characters")
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log"
@@ -69,6 +70,13 @@ type Config struct {
 	// AdminTimeout bounds the wait for the projector's answer to a manual
 	// call; 0 means DefaultAdminTimeout.
 	AdminTimeout time.Duration
+	// TLS, when set, serves HTTPS.
+	TLS *tls.Config
+	// RateLimit is each client IP's request rate (per second) and
+	// RateBurst its burst; 0 means DefaultRateLimit and DefaultRateBurst,
+	// a negative RateLimit no limit. See rateLimiter.
+	RateLimit float64
+	RateBurst int
 }
 
 // Gateway is the viewers' HTTP server. Create it with New, start it with
@@ -123,6 +131,12 @@ func New(cfg Config, nc *nats.Conn) (*Gateway, error) {
 	if cfg.ClientBuffer == 0 {
 		cfg.ClientBuffer = DefaultClientBuffer
 	}
+	if cfg.RateLimit == 0 {
+		cfg.RateLimit = DefaultRateLimit
+	}
+	if cfg.RateBurst <= 0 {
+		cfg.RateBurst = DefaultRateBurst
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: jetstream: %w", err)
@@ -146,6 +160,7 @@ func New(cfg Config, nc *nats.Conn) (*Gateway, error) {
 		auditSem: make(chan struct{}, auditConcurrency),
 	}
 	g.echo = g.routes()
+	g.echo.Use(g.rateLimiter())
 	g.srv = &http.Server{
 		Handler:           g.echo,
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -176,6 +191,9 @@ func (g *Gateway) Open(ctx context.Context) error {
 	}
 	g.opened = true
 	g.ln = ln
+	if g.cfg.TLS != nil {
+		ln = tls.NewListener(ln, g.cfg.TLS)
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
 	g.wg.Add(3)

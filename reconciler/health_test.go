@@ -45,7 +45,7 @@ func TestLeafMatchedByDomain(t *testing.T) {
 	r := MustOpenReconciler(t, testConfig(t, e))
 	gw := MustConnectGateway(t, r)
 	g := &region{id: "r2", name: "elections-office-7", dir: t.TempDir(), tb: t}
-	g.start(r.LeafURL())
+	g.start(leafURL(r))
 	t.Cleanup(g.stop)
 	waitStatus(t, r, gw, "r2", tally.StatusLive, 10*time.Second)
 	if st := statusOf(r.Statuses(), "r2"); !st.Leaf {

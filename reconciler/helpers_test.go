@@ -293,7 +293,7 @@ type gateway struct {
 
 func MustConnectGateway(tb testing.TB, r *Reconciler) *gateway {
 	tb.Helper()
-	nc, err := nats.Connect(r.ClientURL())
+	nc, err := nats.Connect(r.ClientURL(), r.ClientOptions()...)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -407,4 +407,15 @@ func waitStatus(tb testing.TB, r *Reconciler, gw *gateway, id tally.RegionID, wa
 		}
 		return nil
 	})
+}
+
+// leafURL returns the hub's leaf URL with its leaf credentials, as a region
+// dials it.
+func leafURL(r *Reconciler) string {
+	u, err := url.Parse(r.LeafURL())
+	if err != nil {
+		panic(err)
+	}
+	u.User = url.UserPassword(r.LeafCredentials())
+	return u.String()
 }

@@ -6,6 +6,9 @@ package reconciler
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/tallyvote/tally"
 )
@@ -79,6 +83,21 @@ type NATSConfig struct {
 	// StoreDir is the embedded server's JetStream directory; required when
 	// embedded.
 	StoreDir string
+
+	// LeafUser and LeafPassword are the credentials regions' leaf links
+	// must present; "" means a random password for user "leaf" (see
+	// LeafCredentials). The leaf listener never takes anonymous links.
+	// Secrets: never logged.
+	LeafUser, LeafPassword string
+	// ClientUser and ClientPassword are the credentials of the embedded
+	// server's client port, used by the hub's own components and any
+	// gateway; "" means a random password for user "hub" (see
+	// ClientOptions). With URL set, they are presented to the external
+	// server when ClientUser is set. Secrets: never logged.
+	ClientUser, ClientPassword string
+	// TLS, when set, makes the client port require TLS; LeafTLS the leaf
+	// listener.
+	TLS, LeafTLS *tls.Config
 }
 
 // Reconciler merges the region mirrors into national totals. Create it with
@@ -113,6 +132,9 @@ type Reconciler struct {
 	pub      publisher                    // owned by the publisher goroutine after Open
 	linkUp   map[tally.RegionID]time.Time // owned by checkHealth (Open, then the health loop)
 	attached map[tally.RegionID]bool      // mirror exists and is consumed; owned like linkUp
+
+	leafUser, leafPassword     string
+	clientUser, clientPassword string
 
 	closeOnce sync.Once
 	closeErr  error
@@ -183,8 +205,50 @@ func New(cfg Config) (*Reconciler, error) {
 			ID: reg.ID, Name: reg.Name, Status: tally.StatusOffline, Since: now,
 		})
 	}
+	r.leafUser, r.leafPassword = cfg.NATS.LeafUser, cfg.NATS.LeafPassword
+	if r.leafUser == "" {
+		r.leafUser, r.leafPassword = "leaf", randomSecret()
+	}
+	r.clientUser, r.clientPassword = cfg.NATS.ClientUser, cfg.NATS.ClientPassword
+	if r.clientUser == "" && cfg.NATS.URL == "" {
+		r.clientUser, r.clientPassword = "hub", randomSecret()
+	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	return r, nil
+}
+
+// bcryptHash returns the bcrypt hash of password, which the server
+// compares against, so that no plaintext password sits in its options.
+// The cost is low: the passwords are long and random, not guessable.
+func bcryptHash(password string) string {
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		return password // longer than bcrypt takes (72 bytes): the server compares it plainly
+	}
+	return string(h)
+}
+
+func randomSecret() string {
+	var b [24]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}
+
+// LeafCredentials returns the user and password a region's leaf link must
+// present to the embedded server's leaf listener: NATS.LeafUser and
+// NATS.LeafPassword, or the random ones made by New. Secrets: never log them.
+func (r *Reconciler) LeafCredentials() (user, password string) {
+	return r.leafUser, r.leafPassword
+}
+
+// ClientOptions returns the options a client of the hub's NATS needs to
+// authenticate (the gateway, the projector): the client user and password.
+// Empty with an external server and no NATS.ClientUser.
+func (r *Reconciler) ClientOptions() []nats.Option {
+	if r.clientUser == "" {
+		return nil
+	}
+	return []nats.Option{nats.UserInfo(r.clientUser, r.clientPassword)}
 }
 
 // Open starts the embedded server (unless NATS.URL is set), creates one
@@ -274,6 +338,16 @@ func (r *Reconciler) connect() error {
 			StoreDir:        n.StoreDir,
 			LeafNode:        server.LeafNodeOpts{Host: n.Host, Port: leafPort},
 			NoSigs:          true,
+			// No anonymous clients or leaf links: every client is the hub's
+			// user, every leaf link a region with the leaf credentials.
+			Users: []*server.User{{Username: r.clientUser, Password: bcryptHash(r.clientPassword)}},
+		}
+		sopts.LeafNode.Users = []*server.User{{Username: r.leafUser, Password: bcryptHash(r.leafPassword)}}
+		if n.TLS != nil {
+			sopts.TLS, sopts.TLSConfig, sopts.TLSTimeout = true, n.TLS, 2
+		}
+		if n.LeafTLS != nil {
+			sopts.LeafNode.TLSConfig, sopts.LeafNode.TLSTimeout = n.LeafTLS, 2
 		}
 		ns, err := server.NewServer(sopts)
 		if err != nil {
@@ -291,7 +365,14 @@ func (r *Reconciler) connect() error {
 		r.leafURL = "nats-leaf://" + net.JoinHostPort(n.Host, strconv.Itoa(sopts.LeafNode.Port))
 		url = ns.ClientURL()
 		opts = append(opts, nats.InProcessServer(ns))
+		if n.TLS != nil {
+			// The in-process connection is a pipe inside this process: the
+			// server still speaks TLS on it, but there is no one in between
+			// whose certificate could be checked.
+			opts = append(opts, nats.Secure(&tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})) //nolint:gosec // in-process pipe
+		}
 	}
+	opts = append(opts, r.ClientOptions()...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return fmt.Errorf("connect to hub nats: %w", err)

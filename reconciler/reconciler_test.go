@@ -57,7 +57,7 @@ func mustStartHub(t *testing.T) *hub {
 	r := MustOpenReconciler(t, testConfig(t, e))
 	h := &hub{r: r, gw: MustConnectGateway(t, r), regions: map[tally.RegionID]*region{}, m: newModel(e)}
 	for _, reg := range e.Regions {
-		h.regions[reg.ID] = MustStartRegion(t, reg.ID, r.LeafURL())
+		h.regions[reg.ID] = MustStartRegion(t, reg.ID, leafURL(r))
 	}
 	for _, reg := range e.Regions {
 		waitStatus(t, r, h.gw, reg.ID, tally.StatusLive, 15*time.Second)
@@ -294,7 +294,7 @@ func TestRegionOutage(t *testing.T) {
 	// Back on the link: the mirror resumes, the backlog is applied exactly
 	// once and r3 is live again.
 	back := time.Now()
-	r3.start(h.r.LeafURL())
+	r3.start(leafURL(h.r))
 	last2 := h.publish(r2.report("p4", "pres-b", 110, 60, true))
 	h.waitApplied(t, map[tally.RegionID]uint64{"r2": last2, "r3": last3}, 30*time.Second)
 	waitStatus(t, h.r, h.gw, "r3", tally.StatusLive, 5*time.Second)

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -78,7 +77,7 @@ func MustOpenNode(tb testing.TB, edit func(*regional.Config)) *regional.Node {
 // connection of the test's own.
 func MustStream(tb testing.TB, n *regional.Node) jetstream.Stream {
 	tb.Helper()
-	nc, err := nats.Connect(n.ClientURL())
+	nc, err := n.Connect()
 	if err != nil {
 		tb.Fatal(err)
 	}

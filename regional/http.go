@@ -1,6 +1,7 @@
 package regional
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -68,6 +69,9 @@ func (n *Node) startHTTP() error {
 		return fmt.Errorf("http listen %s: %w", n.cfg.HTTP.Addr, err)
 	}
 	n.ln = ln
+	if n.cfg.HTTP.TLS != nil {
+		ln = tls.NewListener(ln, n.cfg.HTTP.TLS)
+	}
 	n.srv = &http.Server{
 		Handler:           e,
 		ReadHeaderTimeout: 5 * time.Second,

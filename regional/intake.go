@@ -42,6 +42,7 @@ type prepared struct {
 	data    []byte
 	dup     bool // a retried correction found in the stream by the pre-check
 	seq     uint64
+	office  string // the office whose signature was verified; "" if unsigned
 }
 
 // submit validates every report of body, checks the corrections against the
@@ -65,6 +66,15 @@ func (n *Node) submit(ctx context.Context, body []byte, correctionsOnly bool) ([
 			return nil, err
 		}
 		items[i] = p
+	}
+	perOffice := map[string]int{}
+	for _, p := range items {
+		if p.office != "" {
+			perOffice[p.office]++
+		}
+	}
+	if err := n.limits.take(perOffice); err != nil {
+		return nil, err
 	}
 	for _, p := range items {
 		if p.rep.IsCorrection() {
@@ -93,6 +103,9 @@ func (n *Node) submit(ctx context.Context, body []byte, correctionsOnly bool) ([
 // prepare fills in the defaults of p.rep, validates it and encodes it.
 func (n *Node) prepare(p *prepared, now time.Time, correctionsOnly bool) error {
 	r := p.rep
+	if err := n.authorize(p, now); err != nil {
+		return err
+	}
 	if correctionsOnly && r.Correction == nil {
 		return tally.Errorf(tally.EINVALID, "%s: correction: required; this endpoint takes corrections only (send reports to /api/v1/reports)", p.name)
 	}

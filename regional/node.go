@@ -7,6 +7,7 @@ package regional
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -30,6 +31,8 @@ const (
 	DefaultMaxBody         = 8 << 20 // bytes
 	DefaultMaxBatch        = 5000    // reports per request
 	DefaultDuplicateWindow = time.Hour
+	DefaultOfficeRate      = 2000  // reports per second per office
+	DefaultOfficeBurst     = 20000 // reports
 )
 
 // Config configures a region node. The zero value of each optional field
@@ -45,6 +48,20 @@ type Config struct {
 	// submission within it is answered with its original sequence.
 	// 0 means one hour.
 	DuplicateWindow time.Duration
+	// Offices are the region's reporting offices: their keys and the
+	// precincts each may report for (see tally.NewOffices). Each is also a
+	// NATS user of the embedded server (nkey authentication) that may
+	// publish only to its precincts' intake subjects.
+	Offices []tally.Office
+	// RequireSignatures refuses unsigned reports (401). Signed reports are
+	// verified whenever Offices is set, required or not.
+	RequireSignatures bool
+	// OfficeRate and OfficeBurst are each office's token bucket, in reports
+	// per second and reports; 0 means DefaultOfficeRate/DefaultOfficeBurst,
+	// a negative OfficeRate means no limit. Unsigned reports are not
+	// limited per office.
+	OfficeRate  float64
+	OfficeBurst int
 	// Logger receives the node's logs. The zero value logs nothing.
 	Logger zerolog.Logger
 }
@@ -71,6 +88,18 @@ type NATSConfig struct {
 	// HubURL is the hub's leaf-node URL, e.g. nats-leaf://127.0.0.1:7422.
 	// "" means no leaf link: the region runs standalone.
 	HubURL string
+	// HubUser and HubPassword are the leaf link's credentials, which the
+	// hub's leaf listener requires. Secrets: never logged.
+	HubUser, HubPassword string
+	// HubTLS, when set, makes the leaf link use TLS (RootCAs checks the
+	// hub's certificate).
+	HubTLS *tls.Config
+	// TLS, when set, makes the embedded server's client port require TLS.
+	TLS *tls.Config
+	// InternalPassword is the password of the node's own user
+	// ("tally-node"), the only user besides the offices; "" means a random
+	// one. Connect uses it. A secret: never logged.
+	InternalPassword string
 }
 
 // HTTPConfig configures the intake API.
@@ -82,6 +111,8 @@ type HTTPConfig struct {
 	MaxBody int64
 	// MaxBatch is the most reports accepted in one request; 0 means 5000.
 	MaxBatch int
+	// TLS, when set, serves the intake over HTTPS.
+	TLS *tls.Config
 }
 
 // DefaultConfig returns a configuration with every default filled in. Region,
@@ -117,6 +148,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DuplicateWindow == 0 {
 		c.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if c.OfficeRate == 0 {
+		c.OfficeRate = DefaultOfficeRate
+	}
+	if c.OfficeBurst == 0 {
+		c.OfficeBurst = DefaultOfficeBurst
 	}
 	return c
 }
@@ -167,6 +204,15 @@ func (c Config) Validate() error {
 	if c.HTTP.MaxBatch < 0 {
 		return tally.Errorf(tally.EINVALID, "http.max_batch: must not be negative")
 	}
+	if c.RequireSignatures && len(c.Offices) == 0 {
+		return tally.Errorf(tally.EINVALID, "require_signatures: no offices listed to sign")
+	}
+	if c.OfficeBurst < 0 {
+		return tally.Errorf(tally.EINVALID, "office_burst: must not be negative")
+	}
+	if _, err := tally.NewOffices(c.Election, c.Region, c.Offices); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -194,6 +240,11 @@ type Node struct {
 	srv *http.Server
 	wg  sync.WaitGroup
 
+	offices  *tally.Offices
+	limits   *officeLimits
+	password string             // the internal user's
+	sub      *nats.Subscription // the NATS intake
+
 	mu      sync.Mutex // guards totals and applied
 	totals  *tally.Totals
 	applied chan struct{} // closed and replaced whenever totals move on
@@ -217,7 +268,13 @@ func New(cfg Config) (*Node, error) {
 		precincts: map[tally.ContestID]int{},
 		totals:    tally.NewTotals(cfg.Election),
 		applied:   make(chan struct{}),
+		password:  cfg.NATS.InternalPassword,
 	}
+	if n.password == "" {
+		n.password = randomSecret()
+	}
+	n.offices, _ = tally.NewOffices(cfg.Election, cfg.Region, cfg.Offices) // checked by Validate
+	n.limits = newOfficeLimits(cfg.OfficeRate, cfg.OfficeBurst)
 	for _, p := range cfg.Election.RegionPrecincts(cfg.Region) {
 		for _, c := range cfg.Election.Precinct(p).Contests {
 			n.precincts[c]++
@@ -265,6 +322,9 @@ func (n *Node) open(ctx context.Context) error {
 	if err := n.startTotals(ctx); err != nil {
 		return err
 	}
+	if err := n.startNATSIntake(); err != nil {
+		return err
+	}
 	return n.startHTTP()
 }
 
@@ -280,6 +340,10 @@ func (n *Node) startServer(ctx context.Context) error {
 		NoSigs:          true,
 		NoLog:           true,
 	}
+	n.serverAuth(opts)
+	if c.TLS != nil {
+		opts.TLSConfig, opts.TLS, opts.TLSTimeout = c.TLS, true, 2
+	}
 	if opts.Port == 0 {
 		opts.Port = server.RANDOM_PORT
 	}
@@ -288,8 +352,15 @@ func (n *Node) startServer(ctx context.Context) error {
 		if err != nil {
 			return tally.Errorf(tally.EINVALID, "nats.hub_url: %v", err)
 		}
+		if c.HubUser != "" {
+			u.User = url.UserPassword(c.HubUser, c.HubPassword)
+		}
+		remote := &server.RemoteLeafOpts{URLs: []*url.URL{u}}
+		if c.HubTLS != nil {
+			remote.TLS, remote.TLSConfig, remote.TLSTimeout = true, c.HubTLS, 2
+		}
 		opts.LeafNode = server.LeafNodeOpts{
-			Remotes:           []*server.RemoteLeafOpts{{URLs: []*url.URL{u}}},
+			Remotes:           []*server.RemoteLeafOpts{remote},
 			ReconnectInterval: time.Second,
 		}
 	}
@@ -318,7 +389,7 @@ func (n *Node) connect() error {
 	}
 	url := n.cfg.NATS.URL
 	if n.ns != nil {
-		opts = append(opts, nats.InProcessServer(n.ns))
+		opts = append(opts, nats.InProcessServer(n.ns), nats.UserInfo(internalUser, n.password))
 	} else {
 		opts = append(opts, nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false))
 	}
@@ -388,6 +459,11 @@ func (n *Node) close() error {
 		}
 		cancel()
 		n.wg.Wait()
+	}
+	if n.sub != nil {
+		if err := n.sub.Drain(); err != nil {
+			errs = append(errs, fmt.Errorf("nats intake: drain: %w", err))
+		}
 	}
 	if n.cc != nil {
 		n.cc.Drain()

@@ -90,14 +90,65 @@ type RegionConfig struct {
 		Port     int    `json:"port"`      // client port; 0 = random
 		StoreDir string `json:"store_dir"` // JetStream store of the embedded server
 		Hub      string `json:"hub"`       // the hub's leaf-node URL; empty = no link
+		// HubUser is the leaf link's user; its password comes from
+		// HubPasswordFile or TALLY_NATS_HUB_PASSWORD, never the config.
+		HubUser         string   `json:"hub_user,omitempty"`
+		HubPasswordFile string   `json:"hub_password_file,omitempty"`
+		HubPassword     string   `json:"-"`
+		HubTLS          TLSFiles `json:"hub_tls"` // ca: to check the hub's certificate; cert+key or ca turn TLS on
+		TLS             TLSFiles `json:"tls"`     // the client port
+		// PasswordFile (or TALLY_NATS_PASSWORD) sets the password of the
+		// node's own NATS user, "tally-node", for tools such as tally
+		// verify; unset = a random one per run.
+		PasswordFile string `json:"password_file,omitempty"`
+		Password     string `json:"-"`
 	} `json:"nats"`
 	HTTP struct {
-		Addr     string `json:"addr"`
-		MaxBody  int64  `json:"max_body"`
-		MaxBatch int    `json:"max_batch"`
+		Addr     string   `json:"addr"`
+		MaxBody  int64    `json:"max_body"`
+		MaxBatch int      `json:"max_batch"`
+		TLS      TLSFiles `json:"tls"`
+		// OfficeRate and OfficeBurst are each office's token bucket on the
+		// intake (HTTP and NATS together): reports per second, and reports.
+		OfficeRate  float64 `json:"office_rate"`
+		OfficeBurst int     `json:"office_burst"`
 	} `json:"http"`
-	DuplicateWindow Duration  `json:"duplicate_window"`
-	Log             LogConfig `json:"log"`
+	// Offices are the region's reporting offices, each with its public key
+	// and the precincts (or counties) it may report for.
+	Offices []tally.Office `json:"offices,omitempty"`
+	// OfficesFile is an offices.json made by `tally keys --counties`: the
+	// offices of every region, of which this region's are added to Offices.
+	OfficesFile string `json:"offices_file,omitempty"`
+	// RequireSignatures refuses unsigned reports; unset = true when offices
+	// are listed.
+	RequireSignatures *bool     `json:"require_signatures,omitempty"`
+	DuplicateWindow   Duration  `json:"duplicate_window"`
+	Log               LogConfig `json:"log"`
+}
+
+// requireSignatures is RequireSignatures with its default applied.
+func (c *RegionConfig) requireSignatures() bool {
+	if c.RequireSignatures != nil {
+		return *c.RequireSignatures
+	}
+	return len(c.Offices) > 0 || c.OfficesFile != ""
+}
+
+// loadOffices adds this region's offices from OfficesFile to Offices.
+func (c *RegionConfig) loadOffices() error {
+	if c.OfficesFile == "" {
+		return nil
+	}
+	var all map[tally.RegionID][]tally.Office
+	if err := loadConfigFile(c.OfficesFile, &all); err != nil {
+		return fmt.Errorf("offices_file: %w", err)
+	}
+	if len(all[tally.RegionID(c.Region)]) == 0 {
+		return fmt.Errorf("offices_file: %s lists no office of region %q", c.OfficesFile, c.Region)
+	}
+	c.Offices = append(c.Offices, all[tally.RegionID(c.Region)]...)
+	c.OfficesFile = ""
+	return nil
 }
 
 // DefaultRegionConfig returns the defaults of `tally region`.
@@ -106,9 +157,12 @@ func DefaultRegionConfig() RegionConfig {
 	c.NATS.Host = "127.0.0.1"
 	c.NATS.Port = 4222
 	c.NATS.StoreDir = "tally-data/region"
+	c.NATS.HubUser = "leaf"
 	c.HTTP.Addr = "127.0.0.1:8081"
 	c.HTTP.MaxBody = 8 << 20
 	c.HTTP.MaxBatch = 5000
+	c.HTTP.OfficeRate = 2000
+	c.HTTP.OfficeBurst = 20000
 	c.DuplicateWindow = Duration(time.Hour)
 	c.Log = LogConfig{Level: "info", Format: "auto"}
 	return c
@@ -142,6 +196,20 @@ func (c *RegionConfig) Validate() error {
 	if c.DuplicateWindow <= 0 {
 		return fmt.Errorf("duplicate_window: must be positive")
 	}
+	if c.requireSignatures() && len(c.Offices) == 0 && c.OfficesFile == "" {
+		return fmt.Errorf("require_signatures: true, but no offices are listed")
+	}
+	if c.HTTP.OfficeRate == 0 || c.HTTP.OfficeBurst <= 0 {
+		return fmt.Errorf("http.office_rate, http.office_burst: must be positive (office_rate -1 = no limit)")
+	}
+	for _, t := range []struct {
+		f string
+		v TLSFiles
+	}{{"nats.tls", c.NATS.TLS}, {"nats.hub_tls", c.NATS.HubTLS}, {"http.tls", c.HTTP.TLS}} {
+		if err := t.v.validate(t.f); err != nil {
+			return err
+		}
+	}
 	return c.Log.validate()
 }
 
@@ -154,12 +222,29 @@ type HubConfig struct {
 		Port     int    `json:"port"`      // client port, for gateways
 		LeafPort int    `json:"leaf_port"` // leaf-node port, for regions
 		StoreDir string `json:"store_dir"`
+		// LeafUser is the user regions' leaf links log in as; its password
+		// comes from LeafPasswordFile or TALLY_NATS_LEAF_PASSWORD.
+		LeafUser         string `json:"leaf_user"`
+		LeafPasswordFile string `json:"leaf_password_file,omitempty"`
+		LeafPassword     string `json:"-"`
+		// User is the client port's user (gateways, projector); its
+		// password comes from PasswordFile or TALLY_NATS_PASSWORD; no
+		// password = a random one per run (in-process clients only).
+		User         string   `json:"user"`
+		PasswordFile string   `json:"password_file,omitempty"`
+		Password     string   `json:"-"`
+		TLS          TLSFiles `json:"tls"`      // the client port
+		LeafTLS      TLSFiles `json:"leaf_tls"` // the leaf-node port
 	} `json:"nats"`
 	HTTP struct {
 		Addr string `json:"addr"` // the gateway: dashboard and API
-		// AdminToken enables the admin API for requests bearing it; empty
-		// disables it. A secret: set it from TALLY_ADMIN_TOKEN.
-		AdminToken string `json:"admin_token,omitempty"`
+		// AdminTokenFile (or TALLY_ADMIN_TOKEN) holds the token that the
+		// admin API requires; none disables the admin API.
+		AdminTokenFile string   `json:"admin_token_file,omitempty"`
+		AdminToken     string   `json:"-"`
+		TLS            TLSFiles `json:"tls"`
+		RateLimit      float64  `json:"rate_limit"` // requests per second per client IP; -1 = no limit
+		RateBurst      int      `json:"rate_burst"`
 	} `json:"http"`
 	Projector       ProjectorConfig `json:"projector"`
 	PublishInterval Duration        `json:"publish_interval"`
@@ -174,7 +259,11 @@ func DefaultHubConfig() HubConfig {
 	c.NATS.Port = 4222
 	c.NATS.LeafPort = 7422
 	c.NATS.StoreDir = "tally-data/hub"
+	c.NATS.LeafUser = "leaf"
+	c.NATS.User = "hub"
 	c.HTTP.Addr = "127.0.0.1:8080"
+	c.HTTP.RateLimit = 50
+	c.HTTP.RateBurst = 200
 	c.PublishInterval = Duration(100 * time.Millisecond)
 	c.OfflineAfter = Duration(5 * time.Second)
 	c.Projector = DefaultProjectorConfig(false)
@@ -203,6 +292,17 @@ func (c *HubConfig) Validate() error {
 	if c.HTTP.Addr == "" {
 		return fmt.Errorf("http.addr: required")
 	}
+	if c.HTTP.RateLimit == 0 || c.HTTP.RateBurst <= 0 {
+		return fmt.Errorf("http.rate_limit, http.rate_burst: must be positive (rate_limit -1 = no limit)")
+	}
+	for _, t := range []struct {
+		f string
+		v TLSFiles
+	}{{"nats.tls", c.NATS.TLS}, {"nats.leaf_tls", c.NATS.LeafTLS}, {"http.tls", c.HTTP.TLS}} {
+		if err := t.v.validate(t.f); err != nil {
+			return err
+		}
+	}
 	if c.PublishInterval <= 0 {
 		return fmt.Errorf("publish_interval: must be positive")
 	}
@@ -221,8 +321,9 @@ type DemoConfig struct {
 	Election ElectionSource `json:"election"`
 	HTTP     struct {
 		Addr string `json:"addr"` // the dashboard
-		// AdminToken is the admin API's token; empty = a random one, printed.
-		AdminToken string `json:"admin_token,omitempty"`
+		// AdminToken is the admin API's token, from TALLY_ADMIN_TOKEN;
+		// empty = a random one, printed.
+		AdminToken string `json:"-"`
 	} `json:"http"`
 	DataDir   string          `json:"data_dir,omitempty"` // JetStream stores; empty = a temporary directory
 	Projector ProjectorConfig `json:"projector"`

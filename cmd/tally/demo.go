@@ -39,6 +39,7 @@ type Demo struct {
 	proj    *projector.Service
 	pnc     *nats.Conn
 	regions map[tally.RegionID]*regional.Node
+	keys    *officeKeys
 
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
@@ -127,23 +128,21 @@ func (d *Demo) Run(ctx context.Context) error {
 		return err
 	}
 	var off string
-	d.proj, d.pnc, off, err = openProjector(ctx, le, d.Config.Projector, d.rec.ClientURL(), d.Logger)
+	d.proj, d.pnc, off, err = openProjector(ctx, le, d.Config.Projector, d.rec.ClientURL(), d.rec.ClientOptions(), d.Logger)
 	if err != nil {
 		return err
 	}
+	// One office per county, with its own key pair in the data directory;
+	// the regions require their signatures and the replay signs with them.
+	d.keys, err = writeCountyOffices(e, filepath.Join(d.dataDir, "keys-"+time.Now().UTC().Format("20060102T150405.000000000")))
+	if err != nil {
+		return fmt.Errorf("office keys: %w", err)
+	}
+	keys := d.keys
 	d.regions = map[tally.RegionID]*regional.Node{}
 	intake := map[tally.RegionID]string{}
 	for _, r := range e.Regions {
-		n, err := regional.New(regional.Config{
-			Region:   r.ID,
-			Election: e,
-			NATS: regional.NATSConfig{
-				StoreDir: filepath.Join(d.dataDir, "region-"+string(r.ID)),
-				HubURL:   d.rec.LeafURL(),
-			},
-			HTTP:   regional.HTTPConfig{Addr: "127.0.0.1:0"},
-			Logger: d.Logger.With().Str("component", "region").Logger(),
-		})
+		n, err := regional.New(d.regionConfig(r.ID))
 		if err == nil {
 			err = n.Open(ctx)
 		}
@@ -172,7 +171,12 @@ func (d *Demo) Run(ctx context.Context) error {
 
 	rctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
-	rp := &Replayer{Election: e, Counts: le.Counts, Intake: intake, Config: d.Config.Replay, Progress: d.out}
+	offices := 0
+	for _, list := range keys.Offices {
+		offices += len(list)
+	}
+	fmt.Fprintf(d.out, "office keys: %d offices (one per county) in %s; every report is signed\n", offices, keys.dir)
+	rp := &Replayer{Election: e, Counts: le.Counts, Intake: intake, Config: d.Config.Replay, Progress: d.out, Signers: keys.signers}
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -188,6 +192,27 @@ func (d *Demo) Run(ctx context.Context) error {
 			d.replayStat.Reports, d.replayStat.Corrections, d.replayStat.Elapsed.Truncate(time.Millisecond), d.URL())
 	}()
 	return nil
+}
+
+// regionConfig is the demo's config of region r's node: its store in the
+// data directory, a leaf link to the hub with the hub's credentials, and its
+// county offices, whose signatures it requires.
+func (d *Demo) regionConfig(r tally.RegionID) regional.Config {
+	leafUser, leafPassword := d.rec.LeafCredentials()
+	return regional.Config{
+		Region:   r,
+		Election: d.election.Election,
+		NATS: regional.NATSConfig{
+			StoreDir:    filepath.Join(d.dataDir, "region-"+string(r)),
+			HubURL:      d.rec.LeafURL(),
+			HubUser:     leafUser,
+			HubPassword: leafPassword,
+		},
+		HTTP:              regional.HTTPConfig{Addr: "127.0.0.1:0"},
+		Offices:           d.keys.Offices[r],
+		RequireSignatures: true,
+		Logger:            d.Logger.With().Str("component", "region").Logger(),
+	}
 }
 
 // URL is the dashboard's address.

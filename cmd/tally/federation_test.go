@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tallyvote/tally"
+	"github.com/tallyvote/tally/regional"
 )
 
 // TestFederation drives reports, batches, retries and corrections over HTTP
@@ -171,7 +171,7 @@ func TestFederation(t *testing.T) {
 			{"BatchWithOneBad", mustJSON([]any{good(), report(p, "bad-2", 5, false), map[string]any{"id": string(reg.ID) + "-bad-3", "precinct": "nowhere", "contest": c.ID, "votes": map[string]int{cand: 1}}}), 400, "reports[2]"},
 			{"EmptyBatch", []byte(`[]`), 400, "no reports"},
 		}
-		js := mustRegionJS(t, f.regions[reg.ID].ClientURL())
+		js := mustRegionJS(t, f.regions[reg.ID])
 		before := streamMsgs(t, js)
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -203,9 +203,9 @@ func TestFederation(t *testing.T) {
 	})
 }
 
-func mustRegionJS(tb testing.TB, url string) jetstream.JetStream {
+func mustRegionJS(tb testing.TB, n *regional.Node) jetstream.JetStream {
 	tb.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := n.Connect()
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -59,13 +59,15 @@ func MustRunFederation(tb testing.TB, e *tally.Election, logs bool) *federation 
 		}
 	})
 	f.api = "http://" + f.gw.Addr()
+	leafUser, leafPassword := f.rec.LeafCredentials()
 	for _, r := range e.Regions {
 		n, err := regional.New(regional.Config{
 			Region:   r.ID,
 			Election: e,
-			NATS:     regional.NATSConfig{StoreDir: filepath.Join(dir, string(r.ID)), HubURL: f.rec.LeafURL()},
-			HTTP:     regional.HTTPConfig{Addr: "127.0.0.1:0"},
-			Logger:   l,
+			NATS: regional.NATSConfig{StoreDir: filepath.Join(dir, string(r.ID)), HubURL: f.rec.LeafURL(),
+				HubUser: leafUser, HubPassword: leafPassword},
+			HTTP:   regional.HTTPConfig{Addr: "127.0.0.1:0"},
+			Logger: l,
 		})
 		if err != nil {
 			tb.Fatal(err)

@@ -58,8 +58,11 @@ func (m *HubMain) ParseFlags(args []string, getenv func(string) string) error {
 		"TALLY_NATS_PORT":      setInt(&c.NATS.Port),
 		"TALLY_NATS_LEAF_PORT": setInt(&c.NATS.LeafPort),
 		"TALLY_HTTP_ADDR":      setString(&c.HTTP.Addr),
-		"TALLY_ADMIN_TOKEN":    setString(&c.HTTP.AdminToken),
 		"TALLY_LOG_LEVEL":      setString(&c.Log.Level),
+		// Secrets: from the environment or files only.
+		"TALLY_ADMIN_TOKEN":        setString(&c.HTTP.AdminToken),
+		"TALLY_NATS_PASSWORD":      setString(&c.NATS.Password),
+		"TALLY_NATS_LEAF_PASSWORD": setString(&c.NATS.LeafPassword),
 	}, electionSet, map[string]func(){
 		"http":      func() { c.HTTP.Addr = *httpAddr },
 		"nats-url":  func() { c.NATS.URL = *natsURL },
@@ -81,20 +84,30 @@ func (m *HubMain) Run(ctx context.Context) error {
 		return fmt.Errorf("election: %w", err)
 	}
 	c := m.Config
-	rec, gw, nc, err := openHub(ctx, le.Election, reconciler.Config{
-		Election: le.Election,
-		NATS: reconciler.NATSConfig{
-			URL: c.NATS.URL, Host: c.NATS.Host, Port: c.NATS.Port, LeafPort: c.NATS.LeafPort, StoreDir: c.NATS.StoreDir,
-		},
-		PublishInterval: time.Duration(c.PublishInterval),
-		OfflineAfter:    time.Duration(c.OfflineAfter),
-		Logger:          m.Logger,
-	}, gateway.Config{Addr: c.HTTP.Addr, AdminToken: c.HTTP.AdminToken}, m.Logger)
+	nc := reconciler.NATSConfig{
+		URL: c.NATS.URL, Host: c.NATS.Host, Port: c.NATS.Port, LeafPort: c.NATS.LeafPort, StoreDir: c.NATS.StoreDir,
+		LeafUser: c.NATS.LeafUser, LeafPassword: c.NATS.LeafPassword,
+	}
+	if c.NATS.PasswordFile != "" || c.NATS.Password != "" || c.NATS.URL != "" {
+		nc.ClientUser, nc.ClientPassword = c.NATS.User, c.NATS.Password
+	}
+	gc := gateway.Config{Addr: c.HTTP.Addr, AdminToken: c.HTTP.AdminToken, RateLimit: c.HTTP.RateLimit, RateBurst: c.HTTP.RateBurst}
+	clientTLS, err := loadHubSecrets(&c, &nc, &gc)
 	if err != nil {
 		return err
 	}
-	m.rec, m.gw, m.nc = rec, gw, nc
-	proj, pnc, off, err := openProjector(ctx, le, c.Projector, rec.ClientURL(), m.Logger)
+	rec, gw, hnc, err := openHub(ctx, le.Election, reconciler.Config{
+		Election:        le.Election,
+		NATS:            nc,
+		PublishInterval: time.Duration(c.PublishInterval),
+		OfflineAfter:    time.Duration(c.OfflineAfter),
+		Logger:          m.Logger,
+	}, gc, m.Logger, clientTLS...)
+	if err != nil {
+		return err
+	}
+	m.rec, m.gw, m.nc = rec, gw, hnc
+	proj, pnc, off, err := openProjector(ctx, le, c.Projector, rec.ClientURL(), append(rec.ClientOptions(), clientTLS...), m.Logger)
 	if err != nil {
 		return err // Close closes the hub
 	}
@@ -104,15 +117,59 @@ func (m *HubMain) Run(ctx context.Context) error {
 	}
 	m.Logger.Info().Str("dashboard", "http://"+gw.Addr()+"/").Str("leaf", rec.LeafURL()).
 		Str("nats", rec.ClientURL()).Bool("projections", proj != nil).
-		Bool("admin_api", c.HTTP.AdminToken != "").Msg("hub opened")
+		Bool("admin_api", gc.AdminToken != "").Str("leaf_user", nc.LeafUser).Str("leaf_password", redacted(nc.LeafPassword)).
+		Bool("nats_tls", nc.TLS != nil).Bool("leaf_tls", nc.LeafTLS != nil).Bool("http_tls", gc.TLS != nil).
+		Float64("rate_limit", gc.RateLimit).Msg("hub opened")
 	return nil
+}
+
+// loadHubSecrets reads the password and token files and the TLS files of c.
+// It returns the options a client of the hub's NATS needs for its TLS.
+func loadHubSecrets(c *HubConfig, nc *reconciler.NATSConfig, gc *gateway.Config) ([]nats.Option, error) {
+	var err error
+	if nc.LeafPassword == "" {
+		if nc.LeafPassword, err = readSecret(c.NATS.LeafPasswordFile); err != nil {
+			return nil, fmt.Errorf("nats.leaf_password_file: %w", err)
+		}
+		if nc.LeafPassword == "" {
+			nc.LeafUser = "" // a random password, for in-process regions only
+		}
+	}
+	if nc.ClientUser != "" && nc.ClientPassword == "" {
+		if nc.ClientPassword, err = readSecret(c.NATS.PasswordFile); err != nil {
+			return nil, fmt.Errorf("nats.password_file: %w", err)
+		}
+	}
+	if gc.AdminToken == "" {
+		if gc.AdminToken, err = readSecret(c.HTTP.AdminTokenFile); err != nil {
+			return nil, fmt.Errorf("http.admin_token_file: %w", err)
+		}
+	}
+	if nc.TLS, err = c.NATS.TLS.server(); err != nil {
+		return nil, fmt.Errorf("nats.tls: %w", err)
+	}
+	if nc.LeafTLS, err = c.NATS.LeafTLS.server(); err != nil {
+		return nil, fmt.Errorf("nats.leaf_tls: %w", err)
+	}
+	if gc.TLS, err = c.HTTP.TLS.server(); err != nil {
+		return nil, fmt.Errorf("http.tls: %w", err)
+	}
+	if nc.TLS == nil && c.NATS.TLS.CA == "" {
+		return nil, nil
+	}
+	tc, err := c.NATS.TLS.client()
+	if err != nil {
+		return nil, fmt.Errorf("nats.tls: %w", err)
+	}
+	return []nats.Option{nats.Secure(tc)}, nil
 }
 
 // openHub opens a reconciler and a gateway connected to it. On error,
 // whatever was opened is closed.
 // gc sets the gateway's address and admin token; its election and logger
 // are e and l.
-func openHub(ctx context.Context, e *tally.Election, rc reconciler.Config, gc gateway.Config, l zerolog.Logger) (*reconciler.Reconciler, *gateway.Gateway, *nats.Conn, error) {
+// natsOpts are added to the gateway's connection options (TLS).
+func openHub(ctx context.Context, e *tally.Election, rc reconciler.Config, gc gateway.Config, l zerolog.Logger, natsOpts ...nats.Option) (*reconciler.Reconciler, *gateway.Gateway, *nats.Conn, error) {
 	rec, err := reconciler.New(rc)
 	if err != nil {
 		return nil, nil, nil, err
@@ -120,7 +177,8 @@ func openHub(ctx context.Context, e *tally.Election, rc reconciler.Config, gc ga
 	if err := rec.Open(ctx); err != nil {
 		return nil, nil, nil, fmt.Errorf("open reconciler: %w", err)
 	}
-	nc, err := nats.Connect(rec.ClientURL(), nats.Name("tally-gateway"), nats.MaxReconnects(-1))
+	opts := append([]nats.Option{nats.Name("tally-gateway"), nats.MaxReconnects(-1)}, rec.ClientOptions()...)
+	nc, err := nats.Connect(rec.ClientURL(), append(opts, natsOpts...)...)
 	if err != nil {
 		return nil, nil, nil, errors.Join(fmt.Errorf("connect gateway to hub: %w", err), rec.Close())
 	}

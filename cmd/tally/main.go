@@ -26,6 +26,9 @@ Usage:
   tally replay   [flags]   replay a results file through the regions' intake
   tally election [flags]   print the election definition built from a results file
   tally eval     [flags]   replay results against their baseline in many orders and score the projector
+  tally keys     [flags]   make an office's key pair (or one per county) and print the public key
+  tally submit   [flags]   sign reports with an office key and send them to a region's intake
+  tally verify   [flags]   check that every stored event of a region carries a valid office signature
 
 Run 'tally <command> -h' for a command's flags.
 `
@@ -63,6 +66,12 @@ func main() {
 		cmd = NewElectionMain(os.Stdout)
 	case "eval":
 		cmd = NewEvalMain(os.Stdout, os.Stderr)
+	case "keys":
+		cmd = NewKeysMain(os.Stdout)
+	case "submit":
+		cmd = NewSubmitMain(os.Stdout, os.Stderr)
+	case "verify":
+		cmd = NewVerifyMain(os.Stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return

@@ -55,7 +55,7 @@ func (p ProjectorConfig) validate(field string) error {
 // openProjector opens the projector for le on the hub at hubURL, on its own
 // connection. When there is nothing to project, it returns no service and
 // off says why. On error, whatever was opened is closed.
-func openProjector(ctx context.Context, le *loadedElection, pc ProjectorConfig, hubURL string, l zerolog.Logger) (svc *projector.Service, nc *nats.Conn, off string, err error) {
+func openProjector(ctx context.Context, le *loadedElection, pc ProjectorConfig, hubURL string, natsOpts []nats.Option, l zerolog.Logger) (svc *projector.Service, nc *nats.Conn, off string, err error) {
 	year := baselineYear(le.Election)
 	switch {
 	case !pc.Enabled:
@@ -78,7 +78,7 @@ func openProjector(ctx context.Context, le *loadedElection, pc ProjectorConfig, 
 	if len(base.Contests) == 0 {
 		return nil, nil, fmt.Sprintf("the results hold no %d rows for the election's contests", year), nil
 	}
-	nc, err = nats.Connect(hubURL, nats.Name("tally-projector"), nats.MaxReconnects(-1))
+	nc, err = nats.Connect(hubURL, append([]nats.Option{nats.Name("tally-projector"), nats.MaxReconnects(-1)}, natsOpts...)...)
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("connect projector to hub: %w", err)
 	}

@@ -51,6 +51,9 @@ func (m *RegionMain) ParseFlags(args []string, getenv func(string) string) error
 		"TALLY_NATS_PORT":      setInt(&c.NATS.Port),
 		"TALLY_HTTP_ADDR":      setString(&c.HTTP.Addr),
 		"TALLY_LOG_LEVEL":      setString(&c.Log.Level),
+		// Secrets: from the environment or files only.
+		"TALLY_NATS_HUB_PASSWORD": setString(&c.NATS.HubPassword),
+		"TALLY_NATS_PASSWORD":     setString(&c.NATS.Password),
 	}, electionSet, map[string]func(){
 		"region":    func() { c.Region = *region },
 		"http":      func() { c.HTTP.Addr = *httpAddr },
@@ -75,16 +78,30 @@ func (m *RegionMain) Run(ctx context.Context) error {
 		return fmt.Errorf("region: %q is not a region of election %s", m.Config.Region, le.Election.ID)
 	}
 	c := m.Config
+	require := c.requireSignatures()
+	if err := c.loadOffices(); err != nil {
+		return err
+	}
+	nc := regional.NATSConfig{
+		URL: c.NATS.URL, Domain: c.NATS.Domain, Host: c.NATS.Host, Port: c.NATS.Port,
+		StoreDir: c.NATS.StoreDir, HubURL: c.NATS.Hub, HubUser: c.NATS.HubUser,
+		HubPassword: c.NATS.HubPassword, InternalPassword: c.NATS.Password,
+	}
+	hc := regional.HTTPConfig{Addr: c.HTTP.Addr, MaxBody: c.HTTP.MaxBody, MaxBatch: c.HTTP.MaxBatch}
+	if err := loadRegionSecrets(&c, &nc, &hc); err != nil {
+		return err
+	}
 	node, err := regional.New(regional.Config{
-		Region:   tally.RegionID(c.Region),
-		Election: le.Election,
-		NATS: regional.NATSConfig{
-			URL: c.NATS.URL, Domain: c.NATS.Domain, Host: c.NATS.Host, Port: c.NATS.Port,
-			StoreDir: c.NATS.StoreDir, HubURL: c.NATS.Hub,
-		},
-		HTTP:            regional.HTTPConfig{Addr: c.HTTP.Addr, MaxBody: c.HTTP.MaxBody, MaxBatch: c.HTTP.MaxBatch},
-		DuplicateWindow: time.Duration(c.DuplicateWindow),
-		Logger:          m.Logger,
+		Region:            tally.RegionID(c.Region),
+		Election:          le.Election,
+		NATS:              nc,
+		HTTP:              hc,
+		DuplicateWindow:   time.Duration(c.DuplicateWindow),
+		Offices:           c.Offices,
+		RequireSignatures: require,
+		OfficeRate:        c.HTTP.OfficeRate,
+		OfficeBurst:       c.HTTP.OfficeBurst,
+		Logger:            m.Logger,
 	})
 	if err != nil {
 		return err
@@ -93,8 +110,44 @@ func (m *RegionMain) Run(ctx context.Context) error {
 		return err
 	}
 	m.node = node
-	m.Logger.Info().Str("intake", "http://"+node.HTTPAddr()).Str("nats", node.ClientURL()).
-		Str("hub", c.NATS.Hub).Msg("region node opened")
+	scheme := "http://"
+	if hc.TLS != nil {
+		scheme = "https://"
+	}
+	m.Logger.Info().Str("intake", scheme+node.HTTPAddr()).Str("nats", node.ClientURL()).
+		Str("hub", c.NATS.Hub).Str("hub_user", c.NATS.HubUser).Str("hub_password", redacted(nc.HubPassword)).
+		Int("offices", len(c.Offices)).Bool("require_signatures", require).
+		Bool("nats_tls", nc.TLS != nil).Bool("hub_tls", nc.HubTLS != nil).Msg("region node opened")
+	return nil
+}
+
+// loadRegionSecrets reads the password files and the TLS files of c.
+func loadRegionSecrets(c *RegionConfig, nc *regional.NATSConfig, hc *regional.HTTPConfig) error {
+	var err error
+	if nc.HubPassword == "" {
+		if nc.HubPassword, err = readSecret(c.NATS.HubPasswordFile); err != nil {
+			return fmt.Errorf("nats.hub_password_file: %w", err)
+		}
+	}
+	if c.NATS.HubUser != "" && c.NATS.Hub != "" && nc.HubPassword == "" {
+		return fmt.Errorf("nats.hub_user: set its password with nats.hub_password_file or TALLY_NATS_HUB_PASSWORD")
+	}
+	if nc.InternalPassword == "" {
+		if nc.InternalPassword, err = readSecret(c.NATS.PasswordFile); err != nil {
+			return fmt.Errorf("nats.password_file: %w", err)
+		}
+	}
+	if nc.TLS, err = c.NATS.TLS.server(); err != nil {
+		return fmt.Errorf("nats.tls: %w", err)
+	}
+	if hc.TLS, err = c.HTTP.TLS.server(); err != nil {
+		return fmt.Errorf("http.tls: %w", err)
+	}
+	if t := c.NATS.HubTLS; t.CA != "" || t.enabled() {
+		if nc.HubTLS, err = t.client(); err != nil {
+			return fmt.Errorf("nats.hub_tls: %w", err)
+		}
+	}
 	return nil
 }
 

@@ -33,6 +33,9 @@ type Replayer struct {
 	Progress io.Writer
 	// Client posts the reports; nil means a client with a 30 s timeout.
 	Client *http.Client
+	// Signers, when set, sign each report as its precinct's office, at the
+	// time it is sent. A precinct without a signer is an error.
+	Signers map[tally.PrecinctID]signer
 
 	sent, corrected, duplicates atomic.Int64
 }
@@ -239,8 +242,18 @@ type intakeResult struct {
 // original sequence.
 func (r *Replayer) post(ctx context.Context, url string, batch []*replayStep) ([]intakeResult, error) {
 	reps := make([]*tally.Report, len(batch))
+	now := time.Now()
 	for i, s := range batch {
 		reps[i] = s.rep
+		if r.Signers != nil {
+			sg, ok := r.Signers[s.rep.Precinct]
+			if !ok {
+				return nil, fmt.Errorf("keys: no office key for precinct %q", s.rep.Precinct)
+			}
+			if err := sg.sign(s.rep, now); err != nil {
+				return nil, fmt.Errorf("sign %s: %w", s.rep.ID, err)
+			}
+		}
 	}
 	body, err := json.Marshal(reps)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"time"
 
@@ -17,6 +18,12 @@ type ReplayMain struct {
 	Election ElectionSource
 	Intake   map[tally.RegionID]string
 	Config   ReplayConfig
+	// Keys is a directory made by `tally keys --counties`; "" sends
+	// unsigned reports.
+	Keys string
+	// CA is a PEM file of the CAs trusted for https intake URLs; "" means
+	// the system's.
+	CA string
 
 	out, errOut io.Writer
 	cancel      context.CancelFunc
@@ -43,9 +50,12 @@ func (m *ReplayMain) ParseFlags(args []string, getenv func(string) string) error
 	batch := fs.Int("batch", m.Config.Batch, "reports per request, at most")
 	partial := fs.Float64("partial", m.Config.Partial, "share of precincts that send a partial count first")
 	corrections := fs.Float64("corrections", m.Config.Corrections, "share of precincts whose final count is corrected")
+	keys := fs.String("keys", "", "directory of office keys and offices.json (tally keys --counties) to sign the reports with")
+	ca := fs.String("ca", "", "PEM file of CAs to trust for https intake URLs")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	m.Keys, m.CA = *keys, *ca
 	m.Election = ElectionSource{Results: *results, Regions: *regions, Year: *year}
 	m.Config = ReplayConfig{Speed: *speed, Night: Duration(*night), Seed: *seed, Batch: *batch, Partial: *partial, Corrections: *corrections}
 	if err := m.Config.validate("replay"); err != nil {
@@ -79,6 +89,22 @@ func (m *ReplayMain) Run(ctx context.Context) error {
 	rctx, cancel := context.WithCancel(ctx)
 	m.cancel = cancel
 	rp := &Replayer{Election: le.Election, Counts: le.Counts, Intake: m.Intake, Config: m.Config, Progress: m.errOut}
+	if m.Keys != "" {
+		ok, err := loadOfficeKeys(le.Election, m.Keys)
+		if err != nil {
+			cancel()
+			return err
+		}
+		rp.Signers = ok.signers
+	}
+	if m.CA != "" {
+		tc, err := TLSFiles{CA: m.CA}.client()
+		if err != nil {
+			cancel()
+			return err
+		}
+		rp.Client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tc}}
+	}
 	go func() {
 		defer close(m.done)
 		st, err := rp.Run(rctx)
