@@ -26,7 +26,7 @@ func TestRateLimit(t *testing.T) {
 		last = res
 	}
 	if last.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("4th request with burst 3 (MustReady used one): status %d, want 429", last.StatusCode)
+		t.Fatalf("4th request with burst 3: status %d, want 429", last.StatusCode)
 	}
 	var e struct {
 		Error struct{ Code, Message string }
@@ -36,5 +36,16 @@ func TestRateLimit(t *testing.T) {
 	}
 	if last.Header.Get("Retry-After") == "" {
 		t.Error("no Retry-After on 429")
+	}
+	// Health checks are never limited.
+	for _, path := range []string{"/healthz", "/readyz"} {
+		res, err := http.Get(v.base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Errorf("GET %s over the limit: status %d, want 200", path, res.StatusCode)
+		}
 	}
 }
