@@ -216,29 +216,29 @@ func (p *prepared) msg() (*nats.Msg, []jetstream.PublishOpt) {
 // synchronously, a batch asynchronously with all acknowledgements awaited
 // together.
 func (n *Node) publish(ctx context.Context, items []*prepared) error {
-	var todo []*prepared
+	var pending []*prepared
 	for _, p := range items {
 		if !p.dup {
-			todo = append(todo, p)
+			pending = append(pending, p)
 		}
 	}
-	if len(todo) == 1 {
-		m, opts := todo[0].msg()
+	if len(pending) == 1 {
+		m, opts := pending[0].msg()
 		ack, err := n.js.PublishMsg(ctx, m, opts...)
 		if err != nil {
-			return n.publishError(todo[0], err, 0, 1)
+			return n.publishError(pending[0], err, 0, 1)
 		}
-		n.stored(ctx, todo[0], ack)
+		n.stored(ctx, pending[0], ack)
 		return nil
 	}
-	futures := make([]jetstream.PubAckFuture, len(todo))
-	for i, p := range todo {
+	futures := make([]jetstream.PubAckFuture, len(pending))
+	for i, p := range pending {
 		m, opts := p.msg()
 		f, err := n.js.PublishMsgAsync(m, opts...)
 		if err != nil {
 			// Wait for those already sent so the count below is right.
-			stored := n.awaitStored(ctx, futures[:i], todo)
-			return n.publishError(p, err, stored, len(todo))
+			stored := n.awaitStored(ctx, futures[:i], pending)
+			return n.publishError(p, err, stored, len(pending))
 		}
 		futures[i] = f
 	}
@@ -248,20 +248,20 @@ func (n *Node) publish(ctx context.Context, items []*prepared) error {
 	for i, f := range futures {
 		select {
 		case ack := <-f.Ok():
-			n.stored(ctx, todo[i], ack)
+			n.stored(ctx, pending[i], ack)
 			stored++
 		case err := <-f.Err():
 			if firstErr == nil {
-				firstErr, failed = err, todo[i]
+				firstErr, failed = err, pending[i]
 			}
 		case <-ctx.Done():
 			if firstErr == nil {
-				firstErr, failed = ctx.Err(), todo[i]
+				firstErr, failed = ctx.Err(), pending[i]
 			}
 		}
 	}
 	if firstErr != nil {
-		return n.publishError(failed, firstErr, stored, len(todo))
+		return n.publishError(failed, firstErr, stored, len(pending))
 	}
 	return nil
 }
