@@ -61,6 +61,24 @@ func ErrorMessage(err error) string {
 	return "internal error"
 }
 
+// ErrorBody is the JSON shape of every error Tally answers, over HTTP or as
+// a NATS reply: {"error":{"code":"...","message":"..."}}.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is the code and user-facing message of an ErrorBody.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// ErrorReply returns the ErrorBody of err: its code and its message safe to
+// show users (see ErrorCode and ErrorMessage).
+func ErrorReply(err error) ErrorBody {
+	return ErrorBody{Error: ErrorDetail{Code: ErrorCode(err), Message: ErrorMessage(err)}}
+}
+
 // httpStatus maps error codes to HTTP status: the one table every HTTP
 // listener of Tally answers by. A code not here is a 500.
 var httpStatus = map[string]int{

@@ -111,10 +111,7 @@ func (g *Gateway) requestCall(ctx context.Context, ac tally.AdminCall) (*tally.C
 		return nil, &tally.Error{Code: tally.EUNAVAILABLE, Message: "projector unreachable: " + err.Error()}
 	}
 	var reply struct {
-		Error *struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
+		Error *tally.ErrorDetail `json:"error"`
 		tally.Call
 	}
 	if err := json.Unmarshal(msg.Data, &reply); err != nil {

@@ -10,16 +10,6 @@ import (
 	"github.com/tallyvote/tally"
 )
 
-// errorBody is the JSON shape of every error response.
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
-type errorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
 // handleError is the echo HTTPErrorHandler: the one place errors become
 // responses. Coded errors get their status and message; echo's own errors
 // (unknown route, bad method) keep their status; anything else is logged
@@ -28,7 +18,7 @@ func (g *Gateway) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return // an event stream that failed mid-way: nothing more to send
 	}
-	status, body := http.StatusInternalServerError, errorDetail{Code: tally.EINTERNAL, Message: "internal error"}
+	status, body := http.StatusInternalServerError, tally.ErrorDetail{Code: tally.EINTERNAL, Message: "internal error"}
 	var he *echo.HTTPError
 	switch {
 	case errors.As(err, &he):
@@ -44,7 +34,7 @@ func (g *Gateway) handleError(err error, c echo.Context) {
 	case tally.ErrorCode(err) != tally.EINTERNAL:
 		code := tally.ErrorCode(err)
 		status = tally.HTTPStatus(code)
-		body = errorDetail{Code: code, Message: tally.ErrorMessage(err)}
+		body = tally.ErrorReply(err).Error
 		if status >= 500 && status != http.StatusServiceUnavailable {
 			zerolog.Ctx(c.Request().Context()).Error().Err(err).Msg("request failed")
 		}
@@ -59,7 +49,7 @@ func (g *Gateway) handleError(err error, c echo.Context) {
 	if c.Request().Method == http.MethodHead {
 		werr = c.NoContent(status)
 	} else {
-		werr = c.JSON(status, errorBody{Error: body})
+		werr = c.JSON(status, tally.ErrorBody{Error: body})
 	}
 	if werr != nil {
 		zerolog.Ctx(c.Request().Context()).Debug().Err(werr).Msg("error response not sent")

@@ -418,7 +418,7 @@ func (s *Service) handleAdmin(msg *nats.Msg) {
 	call, err := s.manual(msg.Data)
 	var b []byte
 	if err != nil {
-		b, _ = json.Marshal(map[string]any{"error": map[string]string{"code": tally.ErrorCode(err), "message": tally.ErrorMessage(err)}})
+		b, _ = json.Marshal(tally.ErrorReply(err))
 	} else {
 		b, _ = json.Marshal(call)
 	}

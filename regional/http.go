@@ -18,16 +18,6 @@ import (
 	"github.com/tallyvote/tally"
 )
 
-// errorBody is the JSON shape of every error response.
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
-type errorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
 // SubmitResult is the outcome of one submitted report, in request order.
 type SubmitResult struct {
 	ID        tally.EventID `json:"id"`
@@ -121,17 +111,15 @@ func (n *Node) handleError(err error, c echo.Context) {
 		return
 	}
 	var status int
-	var body errorBody
+	var body tally.ErrorBody
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
 		status = he.Code
 		body.Error.Code = tally.CodeForHTTPStatus(status)
 		body.Error.Message = fmt.Sprint(he.Message)
 	} else {
-		code := tally.ErrorCode(err)
-		status = tally.HTTPStatus(code)
-		body.Error.Code = code
-		body.Error.Message = tally.ErrorMessage(err)
+		body = tally.ErrorReply(err)
+		status = tally.HTTPStatus(body.Error.Code)
 	}
 	if status >= http.StatusInternalServerError {
 		zerolog.Ctx(c.Request().Context()).Error().Err(err).Str("path", c.Request().URL.Path).Msg("request failed")

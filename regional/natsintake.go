@@ -36,7 +36,7 @@ func (n *Node) handleNATSIntake(m *nats.Msg) {
 		if tally.ErrorCode(err) == tally.EINTERNAL {
 			n.log.Error().Err(err).Str("subject", m.Subject).Msg("nats intake failed")
 		}
-		reply = errorBody{Error: errorDetail{Code: tally.ErrorCode(err), Message: tally.ErrorMessage(err)}}
+		reply = tally.ErrorReply(err)
 	} else {
 		reply = SubmitResponse{Results: results}
 	}
