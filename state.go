@@ -33,6 +33,15 @@ type RegionStatus struct {
 	Leaf bool `json:"leaf"`
 	// LastUpdate is when the region's latest applied report was made.
 	LastUpdate time.Time `json:"last_update,omitzero"`
+	// Checkpoint is the region's latest checkpoint compared by the hub.
+	Checkpoint *CheckpointEvent `json:"checkpoint,omitempty"`
+	// Reconciled reports that the latest checkpoint matched and covers
+	// every event applied from the region: the hub provably holds what the
+	// region accepted, up to Applied.
+	Reconciled bool `json:"reconciled"`
+	// Alert is the first checkpoint mismatch seen, if any: the hub's
+	// totals of this region cannot be trusted from its sequence on.
+	Alert *CheckpointEvent `json:"alert,omitempty"`
 }
 
 // PrecinctCount counts a contest's precincts.
@@ -61,6 +70,8 @@ type RegionResult struct {
 	LastUpdate time.Time             `json:"last_update,omitzero"`
 	Votes      map[CandidateID]int64 `json:"votes"`
 	Precincts  PrecinctCount         `json:"precincts"`
+	// Reconciled is the region's RegionStatus.Reconciled.
+	Reconciled bool `json:"reconciled"`
 }
 
 // ContestResult is what viewers see of a contest: candidates sorted by votes,
@@ -83,7 +94,11 @@ type ContestResult struct {
 	Corrections int                                `json:"corrections"`
 	Regions     []RegionResult                     `json:"regions"`
 	Partial     bool                               `json:"partial"`
-	LastUpdate  time.Time                          `json:"last_update,omitzero"`
+	// Complete: every precinct in scope has a complete report. Reconciled:
+	// complete, and every region of the contest is Reconciled.
+	Complete   bool      `json:"complete"`
+	Reconciled bool      `json:"reconciled"`
+	LastUpdate time.Time `json:"last_update,omitzero"`
 }
 
 // ContestResult builds the result of contest c from t, with each region's
@@ -107,6 +122,8 @@ func (t *Totals) ContestResult(c ContestID, statuses map[RegionID]RegionStatus) 
 	res.Precincts = PrecinctCount{Total: len(t.e.ContestPrecincts(c)), Reporting: ct.Reporting, Complete: ct.Complete}
 	res.Corrections = ct.Corrections
 	res.LastUpdate = ct.Updated
+	res.Complete = res.Precincts.Total > 0 && res.Precincts.Complete == res.Precincts.Total
+	res.Reconciled = res.Complete
 	perRegion := map[RegionID]int{}
 	for _, p := range t.e.ContestPrecincts(c) {
 		perRegion[t.e.Precinct(p).Region]++
@@ -115,6 +132,10 @@ func (t *Totals) ContestResult(c ContestID, statuses map[RegionID]RegionStatus) 
 		rr := RegionResult{ID: rid, Name: t.e.Region(rid).Name, Status: StatusLive, Votes: map[CandidateID]int64{}}
 		if st, ok := statuses[rid]; ok {
 			rr.Status, rr.Since = st.Status, st.Since
+			rr.Reconciled = st.Reconciled
+		}
+		if !rr.Reconciled {
+			res.Reconciled = false
 		}
 		rr.Precincts.Total = perRegion[rid]
 		if rt := ct.Regions[rid]; rt != nil {
@@ -161,6 +182,12 @@ func NationalResult(office string, parts []ContestResult) ContestResult {
 		if p.LastUpdate.After(res.LastUpdate) {
 			res.LastUpdate = p.LastUpdate
 		}
+	}
+	res.Complete = len(parts) > 0
+	res.Reconciled = len(parts) > 0
+	for _, p := range parts {
+		res.Complete = res.Complete && p.Complete
+		res.Reconciled = res.Reconciled && p.Reconciled
 	}
 	res.Candidates = candidateResults(cands, votes)
 	for _, cr := range res.Candidates {
