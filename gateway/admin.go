@@ -128,3 +128,36 @@ func (g *Gateway) requestCall(ctx context.Context, ac tally.AdminCall) (*tally.C
 	}
 	return &reply.Call, nil
 }
+
+// regionLinkJSON is the body of POST /api/v1/admin/regions/{id}/link.
+type regionLinkJSON struct {
+	Up *bool `json:"up"`
+}
+
+// postRegionLink serves POST /api/v1/admin/regions/{id}/link: {"up": false}
+// cuts the region's link to the hub, {"up": true} restores it. Only where
+// Config.Links is set (tally demo); elsewhere 404.
+func (g *Gateway) postRegionLink(c echo.Context) error {
+	if g.cfg.Links == nil {
+		return tally.Errorf(tally.ENOTFOUND, "region links cannot be cut from here (only tally demo can)")
+	}
+	id := tally.RegionID(c.Param("id"))
+	if g.cfg.Election.Region(id) == nil {
+		return tally.Errorf(tally.ENOTFOUND, "region %q: not a region of this election", id)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), c.Request().Body, maxAdminBody))
+	if err != nil {
+		return tally.Errorf(tally.EINVALID, "read body: %v", err)
+	}
+	var in regionLinkJSON
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil || in.Up == nil {
+		return tally.Errorf(tally.EINVALID, "body: want {\"up\": true|false}")
+	}
+	if err := g.cfg.Links.SetRegionLink(id, *in.Up); err != nil {
+		return err
+	}
+	zerolog.Ctx(c.Request().Context()).Warn().Str("region", string(id)).Bool("up", *in.Up).Msg("region link set by admin")
+	return c.JSON(http.StatusOK, map[string]any{"region": id, "up": *in.Up})
+}

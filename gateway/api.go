@@ -29,6 +29,7 @@ func (g *Gateway) routes() *echo.Echo {
 	api("/stream", g.stream)
 	// Admin routes are not public: no CORS, and a bearer token.
 	e.POST("/api/v1/admin/calls", g.postAdminCall, g.adminAuth)
+	e.POST("/api/v1/admin/regions/:id/link", g.postRegionLink, g.adminAuth)
 
 	e.GET("/healthz", g.healthz)
 	e.GET("/readyz", g.readyz)

@@ -77,6 +77,18 @@ type Config struct {
 	// a negative RateLimit no limit. See rateLimiter.
 	RateLimit float64
 	RateBurst int
+	// Links, when set, lets the admin API take a region's link to the hub
+	// down and up again (POST /api/v1/admin/regions/{id}/link): tally demo
+	// sets it to show an outage. Nil in production: the endpoint answers
+	// 404.
+	Links RegionLinks
+}
+
+// RegionLinks cuts and restores regions' links to the hub.
+type RegionLinks interface {
+	// SetRegionLink cuts region r's link (up false) or restores it.
+	// Unknown regions are an ENOTFOUND error.
+	SetRegionLink(r tally.RegionID, up bool) error
 }
 
 // Gateway is the viewers' HTTP server. Create it with New, start it with

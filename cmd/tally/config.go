@@ -325,7 +325,10 @@ type DemoConfig struct {
 		// empty = a random one, printed.
 		AdminToken string `json:"-"`
 	} `json:"http"`
-	DataDir   string          `json:"data_dir,omitempty"` // JetStream stores; empty = a temporary directory
+	DataDir string `json:"data_dir,omitempty"` // JetStream stores; empty = a temporary directory
+	// Outages cuts regions' links to the hub during the replay:
+	// REGION:AFTER:FOR[,...] (see tally demo -h).
+	Outages   string          `json:"outages,omitempty"`
 	Projector ProjectorConfig `json:"projector"`
 	Replay    ReplayConfig    `json:"replay"`
 	Log       LogConfig       `json:"log"`

@@ -39,6 +39,7 @@ type Demo struct {
 	proj    *projector.Service
 	pnc     *nats.Conn
 	regions map[tally.RegionID]*regional.Node
+	links   map[tally.RegionID]*linkProxy // each region's leaf link to the hub
 	keys    *officeKeys
 
 	cancel     context.CancelFunc
@@ -66,6 +67,7 @@ func (d *Demo) ParseFlags(args []string, getenv func(string) string) error {
 	seed := fs.Int64("seed", 0, "reporting order seed (default 1)")
 	night := fs.Duration("night", 0, "length of the replayed night (default 4h)")
 	corrections := fs.Float64("corrections", -1, "share of precincts whose final count is corrected (default 0.02)")
+	outage := fs.String("outage", "", "cut regions' links to the hub during the replay: REGION:AFTER:FOR[,...], e.g. nh-1:30s:20s")
 	dataDir := fs.String("data", "", "directory for the JetStream stores (default: a temporary directory, removed at exit)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -89,6 +91,7 @@ func (d *Demo) ParseFlags(args []string, getenv func(string) string) error {
 		"night":       func() { c.Replay.Night = Duration(*night) },
 		"corrections": func() { c.Replay.Corrections = *corrections },
 		"data":        func() { c.DataDir = *dataDir },
+		"outage":      func() { c.Outages = *outage },
 		"log-level":   func() { c.Log.Level = *logLevel },
 	})
 }
@@ -119,13 +122,28 @@ func (d *Demo) Run(ctx context.Context) error {
 	if d.Config.HTTP.AdminToken == "" {
 		d.Config.HTTP.AdminToken = newAdminToken()
 	}
+	outages, err := parseOutages(d.Config.Outages, e)
+	if err != nil {
+		return fmt.Errorf("outage: %w", err)
+	}
 	d.rec, d.gw, d.nc, err = openHub(ctx, e, reconciler.Config{
 		Election: e,
 		NATS:     reconciler.NATSConfig{StoreDir: filepath.Join(d.dataDir, "hub")},
 		Logger:   d.Logger,
-	}, gateway.Config{Addr: d.Config.HTTP.Addr, AdminToken: d.Config.HTTP.AdminToken}, d.Logger)
+	}, gateway.Config{Addr: d.Config.HTTP.Addr, AdminToken: d.Config.HTTP.AdminToken, Links: d}, d.Logger)
 	if err != nil {
 		return err
+	}
+	// Each region reaches the hub's leaf port through a proxy that the
+	// admin API (and --outage) can cut, as a network outage would.
+	d.links = map[tally.RegionID]*linkProxy{}
+	hubLeaf := strings.TrimPrefix(d.rec.LeafURL(), "nats-leaf://")
+	for _, r := range e.Regions {
+		p, err := newLinkProxy(hubLeaf)
+		if err != nil {
+			return fmt.Errorf("region %s: link: %w", r.ID, err)
+		}
+		d.links[r.ID] = p
 	}
 	var off string
 	d.proj, d.pnc, off, err = openProjector(ctx, le, d.Config.Projector, d.rec.ClientURL(), d.rec.ClientOptions(), d.Logger)
@@ -168,6 +186,8 @@ func (d *Demo) Run(ctx context.Context) error {
 	default:
 		fmt.Fprintf(d.out, "projections: on, baseline %d; manual calls off\n", baselineYear(e))
 	}
+	fmt.Fprintf(d.out, "take a region offline and back: curl -X POST -H 'Authorization: Bearer %s' -d '{\"up\":false}' %sapi/v1/admin/regions/%s/link (then {\"up\":true})\n",
+		d.Config.HTTP.AdminToken, d.URL(), e.Regions[0].ID)
 
 	rctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
@@ -177,6 +197,13 @@ func (d *Demo) Run(ctx context.Context) error {
 	}
 	fmt.Fprintf(d.out, "office keys: %d offices (one per county) in %s; every report is signed\n", offices, keys.dir)
 	rp := &Replayer{Election: e, Counts: le.Counts, Intake: intake, Config: d.Config.Replay, Progress: d.out, Signers: keys.signers}
+	for _, o := range outages {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			d.runOutage(rctx, o)
+		}()
+	}
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -204,7 +231,7 @@ func (d *Demo) regionConfig(r tally.RegionID) regional.Config {
 		Election: d.election.Election,
 		NATS: regional.NATSConfig{
 			StoreDir:    filepath.Join(d.dataDir, "region-"+string(r)),
-			HubURL:      d.rec.LeafURL(),
+			HubURL:      "nats-leaf://" + d.links[r].Addr(),
 			HubUser:     leafUser,
 			HubPassword: leafPassword,
 		},
@@ -245,6 +272,10 @@ func (d *Demo) Close() error {
 		}
 	}
 	d.regions = nil
+	for _, p := range d.links {
+		errs = append(errs, p.Close())
+	}
+	d.links = nil
 	errs = append(errs, closeProjector(d.proj, d.pnc), closeHub(d.rec, d.gw, d.nc))
 	d.proj, d.pnc, d.rec, d.gw, d.nc = nil, nil, nil, nil, nil
 	if d.tempDir {
@@ -252,4 +283,71 @@ func (d *Demo) Close() error {
 		d.tempDir = false
 	}
 	return errors.Join(errs...)
+}
+
+// SetRegionLink cuts region r's link to the hub (up false) or restores it:
+// the admin API's POST /api/v1/admin/regions/{id}/link. The region keeps
+// taking reports while cut off; the hub marks it offline and its contests
+// partial, and catches up when the link returns.
+func (d *Demo) SetRegionLink(r tally.RegionID, up bool) error {
+	p := d.links[r]
+	if p == nil {
+		return tally.Errorf(tally.ENOTFOUND, "region %q: no link to cut", r)
+	}
+	if p.Up() != up {
+		fmt.Fprintf(d.out, "region %s: link to the hub %s\n", r, map[bool]string{true: "restored", false: "cut"}[up])
+	}
+	p.SetUp(up)
+	return nil
+}
+
+// outage is one scheduled cut of a region's link: After the replay starts,
+// For as long.
+type outage struct {
+	Region     tally.RegionID
+	After, For time.Duration
+}
+
+// parseOutages reads REGION:AFTER:FOR[,...].
+func parseOutages(s string, e *tally.Election) ([]outage, error) {
+	var out []outage
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		parts := strings.Split(item, ":")
+		if len(parts) != 3 {
+			return nil, fmt.Errorf("%q: want REGION:AFTER:FOR, e.g. nh-1:30s:20s", item)
+		}
+		o := outage{Region: tally.RegionID(parts[0])}
+		if e.Region(o.Region) == nil {
+			return nil, fmt.Errorf("%q: no region %q in the election", item, parts[0])
+		}
+		var err error
+		if o.After, err = time.ParseDuration(parts[1]); err != nil || o.After < 0 {
+			return nil, fmt.Errorf("%q: after: want a duration like 30s", item)
+		}
+		if o.For, err = time.ParseDuration(parts[2]); err != nil || o.For <= 0 {
+			return nil, fmt.Errorf("%q: for: want a positive duration like 20s", item)
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+// runOutage cuts o.Region's link after o.After and restores it o.For later,
+// or when ctx ends.
+func (d *Demo) runOutage(ctx context.Context, o outage) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(o.After):
+	}
+	_ = d.SetRegionLink(o.Region, false)
+	select {
+	case <-ctx.Done():
+	case <-time.After(o.For):
+	}
+	_ = d.SetRegionLink(o.Region, true)
 }

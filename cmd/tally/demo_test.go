@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -120,4 +122,67 @@ func TestDemoOtherState(t *testing.T) {
 	if c.Projection != nil || c.Call != nil {
 		t.Errorf("nc-president projection %+v call %+v, want none", c.Projection, c.Call)
 	}
+}
+
+// TestDemoOutage cuts a region's link to the hub for the whole replay
+// (--outage), checks that the hub shows the region offline and its contest
+// partial, with the region's last-known totals, then restores the link
+// through the admin API and checks that the totals converge to the exact
+// sums, with the contest complete and reconciled.
+func TestDemoOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("replays a state")
+	}
+	const region = "nc-1"
+	d := MustRunDemo(t, "--results", "testdata/nc_president_precinct.csv", "--regions", "3", "--outage", region+":0s:1h")
+	api := "http://" + d.gw.Addr()
+	// The replay has ended with every report accepted by its region; the
+	// cut-off region's are not at the hub.
+	waitFor(t, 30*time.Second, func() string {
+		var regions []tally.RegionStatus
+		getJSON(t, api+"/api/v1/regions", &regions)
+		for _, r := range regions {
+			if r.ID == region && r.Status != tally.StatusOffline {
+				return fmt.Sprintf("region %s is %s, want offline", region, r.Status)
+			}
+		}
+		var c tally.ContestResult
+		getJSON(t, api+"/api/v1/contests/nc-president", &c)
+		if !c.Partial || c.Complete || c.Reconciled {
+			return fmt.Sprintf("contest partial %v complete %v reconciled %v, want partial only", c.Partial, c.Complete, c.Reconciled)
+		}
+		for _, rr := range c.Regions {
+			if rr.ID == region && (rr.Status != tally.StatusOffline || rr.Precincts.Complete == rr.Precincts.Total) {
+				return fmt.Sprintf("region %s in the contest: %s, %d/%d complete; want offline, incomplete", region, rr.Status, rr.Precincts.Complete, rr.Precincts.Total)
+			}
+		}
+		return ""
+	})
+	if out := d.out.(*syncBuffer).String(); !strings.Contains(out, "region "+region+": link to the hub cut") {
+		t.Errorf("the demo did not say the link was cut:\n%s", out)
+	}
+
+	// Back: through the admin API, as an operator would.
+	req, err := http.NewRequest(http.MethodPost, api+"/api/v1/admin/regions/"+region+"/link", strings.NewReader(`{"up":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+d.Config.HTTP.AdminToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("restore link: %s", res.Status)
+	}
+	checkDemoTotals(t, d)
+	waitFor(t, time.Minute, func() string {
+		var c tally.ContestResult
+		getJSON(t, api+"/api/v1/contests/nc-president", &c)
+		if c.Partial || !c.Complete || !c.Reconciled {
+			return fmt.Sprintf("contest partial %v complete %v reconciled %v, want complete and reconciled", c.Partial, c.Complete, c.Reconciled)
+		}
+		return ""
+	})
 }

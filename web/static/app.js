@@ -43,7 +43,16 @@
   function statusText(r) {
     if (r.status === "live") return "live";
     const since = time(r.since);
-    return since ? r.status + " since " + since : r.status;
+    const last = time(r.last_update);
+    return (since ? r.status + " since " + since : r.status) + (last ? ", last update " + last : "");
+  }
+
+  // A region's checkpoint state: an alert when a checkpoint did not match
+  // what the hub holds, "verified" when the latest one matched everything.
+  function checkpointText(r) {
+    if (r.alert) return "checkpoint mismatch at seq " + r.alert.seq + ": " + (r.alert.mismatch || "");
+    if (r.reconciled) return "verified";
+    return "";
   }
 
   // ---- regions and banner -------------------------------------------------
@@ -51,17 +60,22 @@
   function renderRegions() {
     const list = $("regions");
     list.replaceChildren(...state.regions.map((r) =>
-      el("li", { "data-region": r.id, "data-region-status": r.status },
+      el("li", { "data-region": r.id, "data-region-status": r.status, "data-reconciled": r.reconciled ? "true" : "false", "data-alert": r.alert ? "true" : "false" },
         el("span", { class: "name", text: regionLabel(r) + ": " }),
-        el("span", { class: "status", text: statusText(r) }))));
+        el("span", { class: "status", text: statusText(r) }),
+        checkpointText(r) ? el("span", { class: r.alert ? "alert" : "verified", text: " · " + checkpointText(r) }) : null)));
     const down = state.regions.filter((r) => r.status !== "live");
+    const alerts = state.regions.filter((r) => r.alert);
     const banner = $("banner");
-    if (down.length === 0) {
+    if (down.length === 0 && alerts.length === 0) {
       banner.hidden = true;
       banner.textContent = "";
       return;
     }
-    banner.textContent = "Partial results: " + down.map((r) => regionLabel(r) + " " + statusText(r)).join("; ");
+    const parts = [];
+    if (down.length) parts.push("Partial results: " + down.map((r) => regionLabel(r) + " " + statusText(r)).join("; "));
+    if (alerts.length) parts.push("Reconciliation alert: " + alerts.map((r) => regionLabel(r) + " " + checkpointText(r)).join("; "));
+    banner.textContent = parts.join(". ");
     banner.hidden = false;
   }
 
@@ -161,12 +175,15 @@
     const progress = el("p", { class: "progress", id: id + "-progress", "data-precincts-reporting": p.reporting || 0, "data-precincts-total": p.total || 0 },
       "Precincts reporting: " + nf.format(p.reporting || 0) + " of " + nf.format(p.total || 0) +
       " (" + nf.format(p.complete || 0) + " complete)",
-      c.partial ? el("span", { class: "partial", text: " — partial: a region is not live" }) : null);
+      c.partial ? el("span", { class: "partial", text: " — partial: a region is not live" }) : null,
+      c.reconciled ? el("span", { class: "reconciled", text: " — complete and reconciled with every region" })
+        : c.complete ? el("span", { class: "complete", text: " — complete; reconciliation pending" }) : null);
     const updated = el("p", { class: "updated" }, "Last update: ",
       el("time", { "data-last-update": "", datetime: c.last_update || "", text: time(c.last_update) || "none yet" }));
     const called = c.call && c.call.status === "called" ? c.call.winner : "none";
     return el("section", {
       class: "contest", id, "data-contest": c.id, "data-scope": c.scope, "data-partial": c.partial ? "true" : "false",
+      "data-complete": c.complete ? "true" : "false", "data-reconciled": c.reconciled ? "true" : "false",
       "data-call": called, "data-projection": c.projection ? "yes" : "no",
     }, table, callLine(c), progress, projectionBlock(c, id), updated,
       c.scope === "state" ? el("p", { class: "details" }, el("a", { href: "#/contest/" + encodeURIComponent(c.id), "data-details": c.id },
@@ -456,7 +473,7 @@
         const l = lead(c.id, r.votes);
         return el("tr", { "data-region-row": r.id, "data-region-status": r.status },
           el("th", { scope: "row", text: regionLabel(r) }),
-          el("td", { text: statusText(r) }),
+          el("td", { text: statusText(r) + (r.reconciled ? " · verified" : "") }),
           ...cands.map((k) => el("td", { class: "num", text: nf.format((r.votes || {})[k.id] || 0) })),
           el("td", { class: "lead", text: leadShort(l) }),
           el("td", { class: "num", text: nf.format(r.precincts.reporting || 0) + " of " + nf.format(r.precincts.total || 0) }));
