@@ -26,7 +26,7 @@ func TestOfficeKeyRoundTrip(t *testing.T) {
 			t.Errorf("ParseSeed(%.6q...) err = %v, want EINVALID not quoting the seed", bad, err)
 		}
 	}
-	for _, bad := range []string{"", seed, pub[:55] + "A", "U"} {
+	for _, bad := range []string{"", seed, pub[:55] + flip(pub[55]), "U"} {
 		if _, err := tally.ParsePublicKey(bad); tally.ErrorCode(err) != tally.EINVALID {
 			t.Errorf("ParsePublicKey(%q) err = %v, want EINVALID", bad, err)
 		}
