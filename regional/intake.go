@@ -212,9 +212,17 @@ func (p *prepared) msg() (*nats.Msg, []jetstream.PublishOpt) {
 	return m, opts
 }
 
+// gateChunk is how many reports of a batch are published under one hold of
+// the publish gate: a checkpoint waits for at most one chunk's
+// acknowledgements, not a whole batch's.
+const gateChunk = 64
+
 // publish publishes every item not already found stored: a single report
-// synchronously, a batch asynchronously with all acknowledgements awaited
-// together.
+// synchronously, a batch asynchronously, chunk by chunk, with each chunk's
+// acknowledgements awaited together. Each publish and its acknowledgement
+// happen under the publish gate, held for reading, so that a checkpoint is
+// never stored while a publish is unacknowledged; once the node is closing
+// (after its final checkpoint) nothing more is published.
 func (n *Node) publish(ctx context.Context, items []*prepared) error {
 	var pending []*prepared
 	for _, p := range items {
@@ -222,23 +230,42 @@ func (n *Node) publish(ctx context.Context, items []*prepared) error {
 			pending = append(pending, p)
 		}
 	}
-	if len(pending) == 1 {
-		m, opts := pending[0].msg()
+	stored := 0
+	for len(pending) > stored {
+		chunk := pending[stored:min(stored+gateChunk, len(pending))]
+		k, failed, err := n.publishChunk(ctx, chunk)
+		stored += k
+		if err != nil {
+			return n.publishError(failed, err, stored, len(pending))
+		}
+	}
+	return nil
+}
+
+// publishChunk publishes items under the gate and returns how many were
+// stored, and the first failure.
+func (n *Node) publishChunk(ctx context.Context, items []*prepared) (int, *prepared, error) {
+	n.gate.RLock()
+	defer n.gate.RUnlock()
+	if n.closing {
+		return 0, items[0], errClosing
+	}
+	if len(items) == 1 {
+		m, opts := items[0].msg()
 		ack, err := n.js.PublishMsg(ctx, m, opts...)
 		if err != nil {
-			return n.publishError(pending[0], err, 0, 1)
+			return 0, items[0], err
 		}
-		n.stored(ctx, pending[0], ack)
-		return nil
+		n.stored(ctx, items[0], ack)
+		return 1, nil, nil
 	}
-	futures := make([]jetstream.PubAckFuture, len(pending))
-	for i, p := range pending {
+	futures := make([]jetstream.PubAckFuture, len(items))
+	for i, p := range items {
 		m, opts := p.msg()
 		f, err := n.js.PublishMsgAsync(m, opts...)
 		if err != nil {
-			// Wait for those already sent so the count below is right.
-			stored := n.awaitStored(ctx, futures[:i], pending)
-			return n.publishError(p, err, stored, len(pending))
+			// Wait for those already sent so the count is right.
+			return n.awaitStored(ctx, futures[:i], items), p, err
 		}
 		futures[i] = f
 	}
@@ -248,23 +275,23 @@ func (n *Node) publish(ctx context.Context, items []*prepared) error {
 	for i, f := range futures {
 		select {
 		case ack := <-f.Ok():
-			n.stored(ctx, pending[i], ack)
+			n.stored(ctx, items[i], ack)
 			stored++
 		case err := <-f.Err():
 			if firstErr == nil {
-				firstErr, failed = err, pending[i]
+				firstErr, failed = err, items[i]
 			}
 		case <-ctx.Done():
 			if firstErr == nil {
-				firstErr, failed = ctx.Err(), pending[i]
+				firstErr, failed = ctx.Err(), items[i]
 			}
 		}
 	}
-	if firstErr != nil {
-		return n.publishError(failed, firstErr, stored, len(pending))
-	}
-	return nil
+	return stored, failed, firstErr
 }
+
+// errClosing refuses a publish after the node's final checkpoint.
+var errClosing = errors.New("the region node is shutting down")
 
 // awaitStored waits for the acknowledgements of futures and counts the
 // reports stored.
@@ -285,6 +312,7 @@ func (n *Node) awaitStored(ctx context.Context, futures []jetstream.PubAckFuture
 
 func (n *Node) stored(ctx context.Context, p *prepared, ack *jetstream.PubAck) {
 	p.seq, p.dup = ack.Sequence, ack.Duplicate
+	n.noteStored(ack.Sequence)
 	zerolog.Ctx(ctx).Debug().Str("region", string(p.rep.Region)).Str("precinct", string(p.rep.Precinct)).
 		Str("contest", string(p.rep.Contest)).Str("stream", ack.Stream).Uint64("seq", ack.Sequence).
 		Bool("duplicate", ack.Duplicate).Msg("report stored")
@@ -310,6 +338,9 @@ func (n *Node) publishError(p *prepared, err error, stored, total int) error {
 			return tally.Errorf(tally.ECONFLICT, "%s: correction.supersedes_seq: %d is stale; precinct %q was corrected or reported again for contest %q (%s)%s",
 				p.name, seq, p.rep.Precinct, p.rep.Contest, jerr.APIError().Description, note)
 		}
+	}
+	if errors.Is(err, errClosing) {
+		return &wrapped{code: tally.EUNAVAILABLE, msg: fmt.Sprintf("%s: the region node is shutting down; retry later%s", p.name, note), err: err}
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) ||

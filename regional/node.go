@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -33,7 +34,14 @@ const (
 	DefaultDuplicateWindow = time.Hour
 	DefaultOfficeRate      = 2000  // reports per second per office
 	DefaultOfficeBurst     = 20000 // reports
+	// DefaultCheckpointInterval is how often a node stores a checkpoint
+	// when events arrived since the last one.
+	DefaultCheckpointInterval = 10 * time.Second
 )
+
+// SyncAlways is the NATSConfig.Sync value that makes the embedded server
+// fsync every message before acknowledging it. It is the default.
+const SyncAlways time.Duration = 0
 
 // Config configures a region node. The zero value of each optional field
 // means its default; see DefaultConfig.
@@ -62,6 +70,13 @@ type Config struct {
 	// limited per office.
 	OfficeRate  float64
 	OfficeBurst int
+	// CheckpointInterval is how often the node stores a checkpoint of its
+	// totals and event chain in its RESULTS stream (see Node.Checkpoint),
+	// only when events arrived since the last one. 0 means
+	// DefaultCheckpointInterval; a negative value turns the periodic
+	// checkpoints off. Either way the node makes one at Open when the
+	// stream ends with an event (after a crash) and a last one at Close.
+	CheckpointInterval time.Duration
 	// Logger receives the node's logs. The zero value logs nothing.
 	Logger zerolog.Logger
 }
@@ -85,6 +100,16 @@ type NATSConfig struct {
 	// StoreDir is the embedded server's JetStream store. Required when
 	// embedded.
 	StoreDir string
+	// Sync is when the embedded server fsyncs the store. SyncAlways (0, the
+	// default) fsyncs each message before the server acknowledges it, so
+	// an acknowledged report survives a crash of the process and a power
+	// loss or kernel crash. A positive duration fsyncs in the background at
+	// that interval instead: faster, and a report acknowledged less than
+	// that long before a power loss or kernel crash can be lost (a crash of
+	// the process alone loses nothing: the server has written it to the
+	// operating system before acknowledging). See DURABILITY.md. With an
+	// external server its own sync_interval setting applies.
+	Sync time.Duration
 	// HubURL is the hub's leaf-node URL, e.g. nats-leaf://127.0.0.1:7422.
 	// "" means no leaf link: the region runs standalone.
 	HubURL string
@@ -119,10 +144,11 @@ type HTTPConfig struct {
 // Election and NATS.StoreDir (or NATS.URL) must still be set.
 func DefaultConfig() Config {
 	return Config{
-		NATS:            NATSConfig{Host: DefaultHost, Replicas: 1},
-		HTTP:            HTTPConfig{Addr: DefaultHTTPAddr, MaxBody: DefaultMaxBody, MaxBatch: DefaultMaxBatch},
-		DuplicateWindow: DefaultDuplicateWindow,
-		Logger:          zerolog.Nop(),
+		NATS:               NATSConfig{Host: DefaultHost, Replicas: 1},
+		HTTP:               HTTPConfig{Addr: DefaultHTTPAddr, MaxBody: DefaultMaxBody, MaxBatch: DefaultMaxBatch},
+		DuplicateWindow:    DefaultDuplicateWindow,
+		CheckpointInterval: DefaultCheckpointInterval,
+		Logger:             zerolog.Nop(),
 	}
 }
 
@@ -154,6 +180,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.OfficeBurst == 0 {
 		c.OfficeBurst = DefaultOfficeBurst
+	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = DefaultCheckpointInterval
 	}
 	return c
 }
@@ -190,6 +219,9 @@ func (c Config) Validate() error {
 		}
 		if n.Replicas != 1 {
 			return tally.Errorf(tally.EINVALID, "nats.replicas: an embedded server holds 1 replica, got %d", n.Replicas)
+		}
+		if n.Sync < 0 {
+			return tally.Errorf(tally.EINVALID, "nats.sync: must be always (0) or a positive interval, got %s", n.Sync)
 		}
 		if n.HubURL != "" {
 			u, err := url.Parse(n.HubURL)
@@ -245,9 +277,28 @@ type Node struct {
 	password string             // the internal user's
 	sub      *nats.Subscription // the NATS intake
 
-	mu      sync.Mutex // guards totals and applied
+	mu      sync.Mutex // guards totals, applied, chain and the last checkpoint
 	totals  *tally.Totals
 	applied chan struct{} // closed and replaced whenever totals move on
+	chain   tally.Chain   // over every results message applied
+	cp      tally.Checkpoint
+	cpAt    uint64 // stream sequence of cp, the last checkpoint seen; 0 if none
+
+	// gate is the publish gate: intake publishes hold it for reading
+	// around publish and acknowledgement, a checkpoint holds it for
+	// writing, so nothing is stored between the totals it describes and
+	// itself. closing, set by the final checkpoint, refuses later
+	// publishes.
+	gate    sync.RWMutex
+	closing bool
+	// lastStored is the highest stream sequence known to be stored: the
+	// intake's acknowledgements and the stream's last sequence at Open.
+	lastStored atomic.Uint64
+	// cpMu makes checkpoints one at a time; cpStop and cpDone stop and
+	// wait for the checkpoint loop.
+	cpMu   sync.Mutex
+	cpStop context.CancelFunc
+	cpDone chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -268,6 +319,7 @@ func New(cfg Config) (*Node, error) {
 		precincts: map[tally.ContestID]int{},
 		totals:    tally.NewTotals(cfg.Election),
 		applied:   make(chan struct{}),
+		chain:     tally.NewChain(cfg.Region),
 		password:  cfg.NATS.InternalPassword,
 	}
 	if n.password == "" {
@@ -322,10 +374,17 @@ func (n *Node) open(ctx context.Context) error {
 	if err := n.startTotals(ctx); err != nil {
 		return err
 	}
+	// After a crash the stream ends with events no checkpoint covers:
+	// account for them before taking new ones.
+	n.logCheckpoint(n.checkpoint(ctx, false))
 	if err := n.startNATSIntake(); err != nil {
 		return err
 	}
-	return n.startHTTP()
+	if err := n.startHTTP(); err != nil {
+		return err
+	}
+	n.startCheckpoints()
+	return nil
 }
 
 func (n *Node) startServer(ctx context.Context) error {
@@ -339,6 +398,15 @@ func (n *Node) startServer(ctx context.Context) error {
 		StoreDir:        c.StoreDir,
 		NoSigs:          true,
 		NoLog:           true,
+	}
+	// Durability (see DURABILITY.md): with SyncAlways the server fsyncs
+	// each message before its acknowledgement; otherwise it writes it to
+	// the operating system before the acknowledgement and fsyncs every
+	// SyncInterval.
+	if c.Sync == SyncAlways {
+		opts.SyncAlways = true
+	} else {
+		opts.SyncInterval = c.Sync
 	}
 	n.serverAuth(opts)
 	if c.TLS != nil {
@@ -412,7 +480,8 @@ func (n *Node) connect() error {
 }
 
 // streamConfig is the RESULTS stream: every report and correction of the
-// region, kept forever (a region must outlast its longest outage).
+// region, and the node's checkpoints, kept forever (a region must outlast
+// its longest outage).
 func (n *Node) streamConfig() jetstream.StreamConfig {
 	replicas := n.cfg.NATS.Replicas
 	if n.ns != nil {
@@ -420,19 +489,20 @@ func (n *Node) streamConfig() jetstream.StreamConfig {
 	}
 	return jetstream.StreamConfig{
 		Name:        tally.ResultsStream,
-		Description: "reports and corrections of region " + string(n.region),
-		Subjects:    []string{tally.ResultsSubjects(n.region)},
+		Description: "reports, corrections and checkpoints of region " + string(n.region),
+		Subjects:    []string{tally.ResultsSubjects(n.region), tally.CheckpointSubject(n.region)},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      0, // keep everything
 		Duplicates:  n.cfg.DuplicateWindow,
 		Replicas:    replicas,
-		// The sync (fsync) policy of the store is chosen in a later issue;
-		// until then the server's default applies.
+		// Durability is the server's sync setting (NATSConfig.Sync).
 	}
 }
 
+// createStream creates the RESULTS stream, or updates it: a store made
+// before checkpoints existed gets the checkpoint subject added.
 func (n *Node) createStream(ctx context.Context) error {
 	s, err := n.js.CreateOrUpdateStream(ctx, n.streamConfig())
 	if err != nil {
@@ -442,9 +512,11 @@ func (n *Node) createStream(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the node: the HTTP intake (in-flight requests finish), the
-// totals consumer, the NATS connection (drained) and the embedded server.
-// It is safe to call more than once and returns the first call's error.
+// Close stops the node: the HTTP and NATS intake (in-flight requests
+// finish), the checkpoint loop, then it stores a final checkpoint when
+// events arrived since the last one, and stops the totals consumer, the
+// NATS connection (drained) and the embedded server. It is safe to call
+// more than once and returns the first call's error.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() { n.closeErr = n.close() })
 	return n.closeErr
@@ -461,9 +533,28 @@ func (n *Node) close() error {
 		n.wg.Wait()
 	}
 	if n.sub != nil {
+		closed := n.sub.StatusChanged(nats.SubscriptionClosed)
 		if err := n.sub.Drain(); err != nil {
 			errs = append(errs, fmt.Errorf("nats intake: drain: %w", err))
+		} else {
+			// Requests already received are served before the final
+			// checkpoint; any later publish is refused (n.closing).
+			select {
+			case <-closed:
+			case <-time.After(10 * time.Second):
+				errs = append(errs, errors.New("nats intake: drain timed out"))
+			}
 		}
+	}
+	if n.cpStop != nil {
+		n.cpStop()
+		<-n.cpDone
+	}
+	if n.cc != nil {
+		// The totals consumer is running: the final checkpoint can wait for it.
+		ctx, cancel := context.WithTimeout(context.Background(), checkpointTimeout)
+		n.logCheckpoint(n.checkpoint(ctx, true))
+		cancel()
 	}
 	if n.cc != nil {
 		n.cc.Drain()

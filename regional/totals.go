@@ -9,14 +9,15 @@ import (
 	"github.com/tallyvote/tally"
 )
 
-// startTotals feeds n.totals from the node's own RESULTS stream with an
-// ordered consumer from the first message, and waits until the totals have
-// caught up with the stream as it was when the consumer started.
+// startTotals feeds n.totals and n.chain from the node's own RESULTS
+// stream with an ordered consumer from the first message, and waits until
+// they have caught up with the stream as it was when the consumer started.
 func (n *Node) startTotals(ctx context.Context) error {
 	info, err := n.stream.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("stream %s info: %w", tally.ResultsStream, err)
 	}
+	n.noteStored(info.State.LastSeq)
 	cons, err := n.stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
@@ -34,30 +35,54 @@ func (n *Node) startTotals(ctx context.Context) error {
 	return nil
 }
 
-// apply applies one stream message to the totals. A message that is not a
-// valid report of this region is logged and skipped.
+// apply applies one stream message. A message on a results subject is an
+// event: it goes into the chain whatever it holds (the reconciliation
+// contract, see tally.Chain), and into the totals when it is a valid report
+// of this region (otherwise it is logged and skipped). A checkpoint is
+// recorded as the last one seen. Anything else is skipped.
 func (n *Node) apply(msg jetstream.Msg) {
 	meta, err := msg.Metadata()
 	if err != nil {
 		n.log.Error().Err(err).Str("subject", msg.Subject()).Msg("message metadata unreadable")
 		return
 	}
-	seq := meta.Sequence.Stream
-	rep, err := tally.DecodeReport(msg.Data())
-	if err == nil {
-		err = rep.Validate(n.e)
-	}
-	if err == nil && rep.Region != n.region {
-		err = tally.Errorf(tally.EINVALID, "region: %q is not this node's region", rep.Region)
+	seq, subj := meta.Sequence.Stream, msg.Subject()
+	var rep *tally.Report
+	var cp tally.Checkpoint
+	_, _, _, event := tally.ParseResultsSubject(subj)
+	cpRegion, isCP := tally.IsCheckpointSubject(subj)
+	switch {
+	case event:
+		rep, err = tally.DecodeReport(msg.Data())
+		if err == nil {
+			err = rep.Validate(n.e)
+		}
+		if err == nil && rep.Region != n.region {
+			err = tally.Errorf(tally.EINVALID, "region: %q is not this node's region", rep.Region)
+		}
+	case isCP && cpRegion == n.region:
+		cp, err = tally.DecodeCheckpoint(msg.Data())
+	default:
+		err = tally.Errorf(tally.EINVALID, "subject: neither a results nor this region's checkpoint subject")
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if err != nil {
-		n.log.Warn().Err(err).Str("subject", msg.Subject()).Uint64("seq", seq).
+	if seq <= n.totals.LastSeq(n.region) {
+		return // already applied (redelivered)
+	}
+	if event {
+		n.chain.Add(seq, subj, msg.Data())
+	}
+	switch {
+	case err != nil:
+		n.log.Warn().Err(err).Str("subject", subj).Uint64("seq", seq).
 			Str("stream", tally.ResultsStream).Msg("message skipped by totals")
 		n.totals.Advance(n.region, seq)
-	} else {
+	case event:
 		n.totals.Apply(seq, rep)
+	default:
+		n.totals.Advance(n.region, seq)
+		n.cp, n.cpAt = cp, seq
 	}
 	close(n.applied)
 	n.applied = make(chan struct{})

@@ -75,9 +75,13 @@ func TestTotals(t *testing.T) {
 			t.Fatal(err)
 		}
 		n2 := MustOpenNode(t, func(c *regional.Config) { c.NATS.StoreDir = dir })
-		// Open returns once the totals have caught up with the stream.
-		if got := n2.AppliedSeq(); got != 4 {
-			t.Fatalf("applied seq after reopen = %d, want 4", got)
+		// Open returns once the totals have caught up with the stream,
+		// which ends with the checkpoint Close stored at seq 5.
+		if got := n2.AppliedSeq(); got != 5 {
+			t.Fatalf("applied seq after reopen = %d, want 5 (4 events and the final checkpoint)", got)
+		}
+		if cp, at, ok := n2.LastCheckpoint(); !ok || at != 5 || cp.Seq != 4 || cp.Events != 4 {
+			t.Fatalf("last checkpoint = %+v at %d (%v), want seq 4, 4 events, stored at 5", cp, at, ok)
 		}
 		res, ok := n2.Totals("pres")
 		if !ok {
