@@ -77,33 +77,62 @@ func (r *Reconciler) handle(reg tally.RegionID, msg jetstream.Msg) {
 	r.apply(reg, md.Sequence.Stream, msg.Subject(), msg.Data())
 }
 
-// apply applies the event stored at sequence seq of region reg's stream. It
-// reports whether the totals changed. An event at or below Applied(reg)
-// changes nothing, so applying the same sequence twice is harmless. A
-// message that is not a results event moves Applied(reg) on without changing
-// the totals; so does an invalid event, which is logged: retrying cannot fix
-// it, and it must not block the events after it.
+// apply applies the message stored at sequence seq of region reg's stream.
+// It reports whether the totals changed. A message at or below Applied(reg)
+// changes nothing, so applying the same sequence twice is harmless. Every
+// results message (tally.ParseResultsSubject) goes into the region's chain,
+// as the region's own chain takes what it stored; an invalid one is then
+// logged and skipped: retrying cannot fix it, and it must not block the
+// events after it. A checkpoint is compared with the totals and chain as
+// they stand (see checkpointLocked). Any other message just moves
+// Applied(reg) on.
 func (r *Reconciler) apply(reg tally.RegionID, seq uint64, subject string, data []byte) bool {
-	sreg, p, c, ok := tally.ParseResultsSubject(subject)
-	if !ok {
-		r.mu.Lock()
+	sreg, p, c, isResult := tally.ParseResultsSubject(subject)
+	var (
+		rep  *tally.Report
+		err  error
+		cp   tally.Checkpoint
+		isCP bool
+	)
+	// Decode outside the lock: the consumers of other regions go on.
+	if isResult {
+		rep, err = decodeEvent(r.e, reg, sreg, p, c, data)
+	} else if _, isCP = tally.IsCheckpointSubject(subject); isCP {
+		cp, err = tally.DecodeCheckpoint(data)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	last := r.totals.LastSeq(reg)
+	if seq <= last {
+		return false
+	}
+	if seq > last+1 {
+		// Regions never delete: a mirror that skips sequences lost events
+		// (the region's checkpoints will not match).
+		r.log.Error().Str("region", string(reg)).Uint64("seq", seq).Uint64("after", last).Msg("mirror skipped sequences: events missing")
+	}
+	r.gen++
+	switch {
+	case isCP:
+		r.checkpointLocked(reg, seq, cp, err)
 		r.totals.Advance(reg, seq)
-		r.mu.Unlock()
+		return false
+	case !isResult:
+		r.totals.Advance(reg, seq)
 		r.log.Debug().Str("region", string(reg)).Uint64("seq", seq).Str("subject", subject).Msg("non-results message skipped")
 		return false
 	}
-	rep, err := decodeEvent(r.e, reg, sreg, p, c, data)
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.chains[reg].Add(seq, subject, data)
+	if i := r.regionIdx[reg]; r.statuses[i].Reconciled {
+		r.reconcileLocked(i) // an event past the checkpoint
+	}
 	if err != nil {
-		if seq > r.totals.LastSeq(reg) {
-			r.log.Error().Err(err).Str("region", string(reg)).Uint64("seq", seq).Str("subject", subject).Msg("invalid event skipped")
-		}
+		r.log.Error().Err(err).Str("region", string(reg)).Uint64("seq", seq).Str("subject", subject).Msg("invalid event skipped")
 		r.totals.Advance(reg, seq)
 		return false
 	}
 	if !r.totals.Apply(seq, rep) {
-		return false
+		return false // not reached: seq is past LastSeq
 	}
 	r.dirty[rep.Contest] = true
 	if rep.ReportedAt.After(r.lastUpdate[reg]) {

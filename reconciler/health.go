@@ -112,6 +112,9 @@ func (r *Reconciler) checkHealth(ctx context.Context) {
 				delete(r.linkUp, reg.ID)
 			case r.linkUp[reg.ID].IsZero():
 				r.linkUp[reg.ID] = now
+				if r.durable[reg.ID] {
+					r.checkMirrorConsumer(ctx, reg.ID)
+				}
 			}
 			states[i].linkUp = r.linkUp[reg.ID]
 		}
@@ -151,6 +154,10 @@ func (r *Reconciler) checkHealth(ctx context.Context) {
 			r.statuses[i] = st
 			r.regionsDirty = true
 		}
+		if st.Status != old.Status {
+			r.statusEventLocked(i, old.Status, behind)
+		}
+		r.reconcileLocked(i)
 	}
 }
 

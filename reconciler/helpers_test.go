@@ -87,6 +87,8 @@ type region struct {
 	n    atomic.Int64 // for unique event ids
 	tb   testing.TB
 	down bool
+	// reconnect is the leaf link's reconnect interval; 100ms when zero.
+	reconnect time.Duration
 }
 
 // MustStartRegion starts region id on a fresh store, linked to leafURL.
@@ -124,6 +126,9 @@ func (g *region) start(leafURL string) {
 		}
 		opts.LeafNode.Remotes = []*server.RemoteLeafOpts{{URLs: []*url.URL{u}}}
 		opts.LeafNode.ReconnectInterval = 100 * time.Millisecond
+		if g.reconnect > 0 {
+			opts.LeafNode.ReconnectInterval = g.reconnect
+		}
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -144,8 +149,9 @@ func (g *region) start(leafURL string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:     tally.ResultsStream,
-		Subjects: []string{tally.ResultsSubjects(g.id)},
+		Name: tally.ResultsStream,
+		// The checkpoint subject, as a region node's stream has it.
+		Subjects: []string{tally.ResultsSubjects(g.id), tally.CheckpointSubject(g.id)},
 		Storage:  jetstream.FileStorage,
 	}); err != nil {
 		tb.Fatal(err)
@@ -418,4 +424,125 @@ func leafURL(r *Reconciler) string {
 	}
 	u.User = url.UserPassword(r.LeafCredentials())
 	return u.String()
+}
+
+// stored is one message of a region's stream.
+type stored struct {
+	seq     uint64
+	subject string
+	data    []byte
+}
+
+// messages returns every message of the region's RESULTS stream, in order.
+func (g *region) messages() []stored {
+	g.tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cons, err := g.js.OrderedConsumer(ctx, tally.ResultsStream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		g.tb.Fatal(err)
+	}
+	s, err := g.js.Stream(ctx, tally.ResultsStream)
+	if err != nil {
+		g.tb.Fatal(err)
+	}
+	last := s.CachedInfo().State.LastSeq
+	var out []stored
+	for len(out) == 0 || out[len(out)-1].seq < last {
+		if last == 0 {
+			break
+		}
+		batch, err := cons.FetchNoWait(1000)
+		if err != nil {
+			g.tb.Fatal(err)
+		}
+		for m := range batch.Messages() {
+			md, err := m.Metadata()
+			if err != nil {
+				g.tb.Fatal(err)
+			}
+			out = append(out, stored{md.Sequence.Stream, m.Subject(), m.Data()})
+		}
+		if err := batch.Error(); err != nil {
+			g.tb.Fatal(err)
+		}
+	}
+	return out
+}
+
+// recompute applies the region's stream, as the region itself would, to t
+// and returns the region's chain and last sequence.
+func (g *region) recompute(e *tally.Election, t *tally.Totals) (tally.Chain, uint64) {
+	c := tally.NewChain(g.id)
+	var last uint64
+	for _, m := range g.messages() {
+		last = m.seq
+		sreg, p, con, ok := tally.ParseResultsSubject(m.subject)
+		if !ok {
+			t.Advance(g.id, m.seq)
+			continue
+		}
+		c.Add(m.seq, m.subject, m.data)
+		rep, err := decodeEvent(e, g.id, sreg, p, con, m.data)
+		if err != nil {
+			t.Advance(g.id, m.seq)
+			continue
+		}
+		t.Apply(m.seq, rep)
+	}
+	return c, last
+}
+
+// checkpoint stores the region's checkpoint of its stream as it stands,
+// after edit (if not nil) has had its way with it, at the sequence after the
+// last one, as a region node does. It returns the checkpoint's sequence.
+func (g *region) checkpoint(e *tally.Election, edit func(*tally.Checkpoint)) uint64 {
+	g.tb.Helper()
+	t := tally.NewTotals(e)
+	c, last := g.recompute(e, t)
+	cp := t.Checkpoint(g.id, last, c, time.Now())
+	if edit != nil {
+		edit(&cp)
+	}
+	return g.publishRaw(tally.CheckpointSubject(g.id), "", cp.Encode(),
+		jetstream.WithMsgID(tally.CheckpointMsgID(last)), jetstream.WithExpectLastSequence(last))
+}
+
+// auditRecord is one message of the hub's audit stream.
+type auditRecord struct {
+	subject string
+	status  tally.StatusEvent
+	cp      tally.CheckpointEvent
+}
+
+// auditRecords reads the hub's whole audit stream.
+func auditRecords(tb testing.TB, r *Reconciler) []auditRecord {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := r.js.Stream(ctx, tally.AuditStream)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out []auditRecord
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		rec := auditRecord{subject: m.Subject}
+		v := any(&rec.status)
+		if _, ok := auditCheckpointRegion(m.Subject); ok {
+			v = &rec.cp
+		}
+		if err := json.Unmarshal(m.Data, v); err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, rec)
+	}
+	return out
 }

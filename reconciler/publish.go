@@ -106,6 +106,7 @@ func (r *Reconciler) publishLoop() {
 // contest and its results by county, the national view of each office with
 // a dirty contest, KeyRegions, and, at most every PrecinctsInterval (and on
 // the final publish), the precinct results of the contests dirty since.
+// Then it publishes the pending audit records.
 func (r *Reconciler) publish(ctx context.Context) error {
 	start := time.Now()
 	final := r.ctx.Err() != nil
@@ -165,5 +166,5 @@ func (r *Reconciler) publish(ctx context.Context) error {
 	if n > 0 {
 		r.log.Debug().Int("keys", n).Int64("duration_ms", time.Since(start).Milliseconds()).Msg("national state published")
 	}
-	return err
+	return errors.Join(err, r.flushAudit(ctx))
 }

@@ -23,6 +23,8 @@ func TestNewConfig(t *testing.T) {
 		{"ExternalNeedsNoStoreDir", func(c *Config) { c.NATS.StoreDir, c.NATS.URL = "", "nats://x:4222" }, ""},
 		{"OfflineAfterBelowHeartbeats", func(c *Config) { c.OfflineAfter = time.Second }, tally.EINVALID},
 		{"BadReplicas", func(c *Config) { c.NATS.Replicas = 7 }, tally.EINVALID},
+		{"NegativeSnapshotInterval", func(c *Config) { c.SnapshotInterval = -time.Second }, tally.EINVALID},
+		{"NegativeCatchUpTimeout", func(c *Config) { c.CatchUpTimeout = -time.Second }, tally.EINVALID},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -34,7 +36,8 @@ func TestNewConfig(t *testing.T) {
 			}
 			if err == nil {
 				if r.cfg.OfflineAfter != DefaultOfflineAfter || r.cfg.PublishInterval != DefaultPublishInterval ||
-					r.cfg.HealthInterval != DefaultHealthInterval || r.cfg.LagThreshold != DefaultLagThreshold || r.cfg.NATS.Replicas != 1 {
+					r.cfg.HealthInterval != DefaultHealthInterval || r.cfg.LagThreshold != DefaultLagThreshold || r.cfg.NATS.Replicas != 1 ||
+					r.cfg.SnapshotInterval != DefaultSnapshotInterval || r.cfg.CatchUpTimeout != DefaultCatchUpTimeout {
 					t.Errorf("defaults not applied: %+v", r.cfg)
 				}
 			}

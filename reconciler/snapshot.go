@@ -1,0 +1,338 @@
+package reconciler
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/tallyvote/tally"
+)
+
+// Crash safety. The reconciler's whole state — the totals with the last
+// sequence applied from each region, the chains, each region's latest
+// checkpoint and alert, the audit records not yet published — is saved as
+// one object (tally.SnapshotObject) in the hub's object store
+// (tally.SnapshotBucket). It is taken under r.mu, so it is always a state
+// the reconciler was in: the totals hold exactly the events up to their
+// last sequences. After a crash, Open restores it and each consumer resumes
+// at the sequence after the snapshot's: what was applied after the snapshot
+// is applied again to the snapshot's totals, that is once.
+//
+// An object store Put (nats.go v1.55 jetstream/object.go) writes the new
+// chunks under a fresh subject ($O.<bucket>.C.<nuid>), then the object's
+// meta message (a subject rollup), and purges the old chunks only after
+// that. A Put interrupted before the meta message is stored (killed, or its
+// context or reader failed) leaves the previous snapshot readable; its
+// orphan chunks are purged at the next Open (purgeOrphanChunks). One case
+// is not atomic: Put publishes chunks and meta asynchronously, so a chunk
+// the server refuses (a full disk) followed by a meta message it stores
+// leaves an object whose digest does not match; Open then fails with
+// "read snapshot" and says so.
+
+// snapshotVersion is the version of the snapshot format.
+const snapshotVersion = 1
+
+// snapshot is what is saved.
+type snapshot struct {
+	Version  int                `json:"version"`
+	Election string             `json:"election"`
+	Taken    time.Time          `json:"taken"`
+	Totals   *tally.TotalsState `json:"totals"`
+	Regions  []regionSnapshot   `json:"regions"`
+	Audit    []auditMsg         `json:"audit,omitempty"`
+}
+
+// regionSnapshot is one region's part of a snapshot.
+type regionSnapshot struct {
+	ID         tally.RegionID         `json:"id"`
+	Chain      tally.Chain            `json:"chain"`
+	LastUpdate time.Time              `json:"last_update,omitzero"`
+	Checkpoint *tally.CheckpointEvent `json:"checkpoint,omitempty"`
+	Alert      *tally.CheckpointEvent `json:"alert,omitempty"`
+}
+
+// takeLocked copies the state into a snapshot that later changes do not
+// affect. The caller holds r.mu.
+func (r *Reconciler) takeLocked() *snapshot {
+	s := &snapshot{
+		Version: snapshotVersion, Election: r.e.ID, Taken: time.Now().UTC(),
+		Totals: r.totals.State(), Audit: append([]auditMsg(nil), r.audit...),
+	}
+	for _, st := range r.statuses {
+		s.Regions = append(s.Regions, regionSnapshot{
+			ID: st.ID, Chain: *r.chains[st.ID], LastUpdate: r.lastUpdate[st.ID],
+			Checkpoint: copyEvent(st.Checkpoint), Alert: copyEvent(st.Alert),
+		})
+	}
+	return s
+}
+
+func copyEvent(ev *tally.CheckpointEvent) *tally.CheckpointEvent {
+	if ev == nil {
+		return nil
+	}
+	c := *ev
+	return &c
+}
+
+// saveSnapshot saves the state if it changed since the last save. It takes
+// the state under r.mu and encodes and writes it without.
+func (r *Reconciler) saveSnapshot(ctx context.Context) error {
+	r.snapMu.Lock()
+	defer r.snapMu.Unlock()
+	start := time.Now()
+	r.mu.Lock()
+	if r.gen == r.savedGen {
+		r.mu.Unlock()
+		return nil
+	}
+	gen := r.gen
+	s := r.takeLocked()
+	r.mu.Unlock()
+	b, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encode snapshot: %w", err)
+	}
+	if _, err := r.obs.Put(ctx, jetstream.ObjectMeta{
+		Name:        tally.SnapshotObject,
+		Description: "reconciler state of election " + r.e.ID,
+	}, bytes.NewReader(b)); err != nil {
+		return fmt.Errorf("save snapshot: %w", err)
+	}
+	r.mu.Lock()
+	r.savedGen = gen
+	r.mu.Unlock()
+	r.log.Debug().Int("bytes", len(b)).Int64("duration_ms", time.Since(start).Milliseconds()).Msg("snapshot saved")
+	return nil
+}
+
+// snapshotLoop saves the state every SnapshotInterval when it changed.
+// Close saves it a last time.
+func (r *Reconciler) snapshotLoop() {
+	defer r.wg.Done()
+	t := time.NewTicker(r.cfg.SnapshotInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
+			if err := r.saveSnapshot(ctx); err != nil && r.ctx.Err() == nil {
+				r.log.Error().Err(err).Msg("snapshot failed")
+			}
+			cancel()
+		}
+	}
+}
+
+// openSnapshot creates the snapshot bucket and restores the snapshot in it,
+// if any. A snapshot of another election is an error naming it; none is a
+// fresh start.
+func (r *Reconciler) openSnapshot(ctx context.Context) error {
+	obs, err := r.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      tally.SnapshotBucket,
+		Description: "the reconciler's snapshot: totals, chains and checkpoints, with the last sequence applied per region",
+		Storage:     jetstream.FileStorage,
+		Replicas:    r.cfg.NATS.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("create object store %s: %w", tally.SnapshotBucket, err)
+	}
+	r.obs = obs
+	info, err := obs.GetInfo(ctx, tally.SnapshotObject)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		r.log.Info().Msg("no snapshot: fresh start")
+		return r.purgeOrphanChunks(ctx, "")
+	}
+	if err != nil {
+		return fmt.Errorf("read snapshot: %w", err)
+	}
+	if err := r.purgeOrphanChunks(ctx, info.NUID); err != nil {
+		return err
+	}
+	b, err := obs.GetBytes(ctx, tally.SnapshotObject)
+	if err != nil {
+		return fmt.Errorf("read snapshot: %w", err)
+	}
+	var s snapshot
+	if err := json.Unmarshal(b, &s); err != nil {
+		return tally.Errorf(tally.EINVALID, "snapshot %s/%s: %v", tally.SnapshotBucket, tally.SnapshotObject, err)
+	}
+	if err := r.restore(&s); err != nil {
+		return err
+	}
+	ev := r.log.Info().Time("taken", s.Taken).Uint64("events", r.totals.Events())
+	for _, reg := range r.e.Regions {
+		ev = ev.Uint64("seq_"+string(reg.ID), r.totals.LastSeq(reg.ID))
+	}
+	ev.Msg("snapshot restored")
+	return nil
+}
+
+// purgeOrphanChunks removes the chunks of snapshots whose Put was
+// interrupted before it wrote the object's meta message (the process was
+// killed): they are not part of any object and would stay forever. keep is
+// the NUID of the current snapshot's chunks.
+func (r *Reconciler) purgeOrphanChunks(ctx context.Context, keep string) error {
+	name := "OBJ_" + tally.SnapshotBucket
+	s, err := r.js.Stream(ctx, name)
+	if err != nil {
+		return fmt.Errorf("look up stream %s: %w", name, err)
+	}
+	prefix := "$O." + tally.SnapshotBucket + ".C."
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
+	if err != nil {
+		return fmt.Errorf("look up stream %s: %w", name, err)
+	}
+	for subj, n := range info.State.Subjects {
+		if subj == prefix+keep {
+			continue
+		}
+		if err := s.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+			return fmt.Errorf("purge %s: %w", subj, err)
+		}
+		r.log.Info().Str("subject", subj).Uint64("chunks", n).Msg("chunks of an interrupted snapshot purged")
+	}
+	return nil
+}
+
+// restore replaces the fresh state made by New with s's. Errors have code
+// EINVALID.
+func (r *Reconciler) restore(s *snapshot) error {
+	where := fmt.Sprintf("snapshot %s/%s", tally.SnapshotBucket, tally.SnapshotObject)
+	switch {
+	case s.Version != snapshotVersion:
+		return tally.Errorf(tally.EINVALID, "%s: version %d, this hub reads %d", where, s.Version, snapshotVersion)
+	case s.Election != r.e.ID:
+		return tally.Errorf(tally.EINVALID, "%s: is of election %q, not %q: use another store, or remove the bucket to start afresh", where, s.Election, r.e.ID)
+	}
+	totals, err := tally.RestoreTotals(r.e, s.Totals)
+	if err != nil {
+		return tally.Errorf(tally.EINVALID, "%s: %s", where, tally.ErrorMessage(err))
+	}
+	seen := map[tally.RegionID]bool{}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rs := range s.Regions {
+		i, ok := r.regionIdx[rs.ID]
+		if !ok || seen[rs.ID] {
+			return tally.Errorf(tally.EINVALID, "%s: region %q unknown or listed twice", where, rs.ID)
+		}
+		seen[rs.ID] = true
+		if rs.Chain.Seq > totals.LastSeq(rs.ID) {
+			return tally.Errorf(tally.EINVALID, "%s: region %s: chain at seq %d, past the totals' %d", where, rs.ID, rs.Chain.Seq, totals.LastSeq(rs.ID))
+		}
+		c := rs.Chain
+		r.chains[rs.ID] = &c
+		if !rs.LastUpdate.IsZero() {
+			r.lastUpdate[rs.ID] = rs.LastUpdate
+		}
+		r.statuses[i].Checkpoint, r.statuses[i].Alert = rs.Checkpoint, rs.Alert
+	}
+	for _, reg := range r.e.Regions {
+		if !seen[reg.ID] && totals.LastSeq(reg.ID) > 0 {
+			return tally.Errorf(tally.EINVALID, "%s: region %s has totals but no chain", where, reg.ID)
+		}
+	}
+	r.totals = totals
+	r.audit = append(r.audit[:0], s.Audit...)
+	r.gen, r.savedGen = 0, 0
+	for _, c := range r.e.Contests {
+		r.dirty[c.ID] = true
+	}
+	return nil
+}
+
+// dropAudited drops the pending checkpoint records that the audit stream
+// already holds (restored from a snapshot older than them).
+func (r *Reconciler) dropAudited() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	keep := r.audit[:0]
+	for _, m := range r.audit {
+		var ev tally.CheckpointEvent
+		if reg, ok := auditCheckpointRegion(m.Subject); ok && json.Unmarshal(m.Data, &ev) == nil && ev.StreamSeq <= r.auditedCheckpoint[reg] {
+			continue
+		}
+		keep = append(keep, m)
+	}
+	r.audit = keep
+}
+
+// auditCheckpointRegion reports whether s is a region's audit checkpoint
+// subject, and which region's.
+func auditCheckpointRegion(s string) (tally.RegionID, bool) {
+	const prefix = "tally.audit.checkpoint."
+	if len(s) <= len(prefix) || s[:len(prefix)] != prefix {
+		return "", false
+	}
+	return tally.RegionID(s[len(prefix):]), true
+}
+
+// catchUp waits until every attached mirror's messages as of now have been
+// applied, at most CatchUpTimeout, logging progress every second. Open calls
+// it before its first publish so that, after a restart, the national state
+// it publishes is never older than what was published before.
+func (r *Reconciler) catchUp(ctx context.Context) {
+	start := time.Now()
+	targets := map[tally.RegionID]uint64{}
+	for _, reg := range r.e.Regions {
+		if !r.attached[reg.ID] {
+			continue
+		}
+		s, err := r.js.Stream(ctx, tally.MirrorStream(reg.ID))
+		if err != nil {
+			r.log.Warn().Err(err).Str("region", string(reg.ID)).Msg("mirror info unavailable: not waiting for it")
+			continue
+		}
+		if last := s.CachedInfo().State.LastSeq; last > r.Applied(reg.ID) {
+			targets[reg.ID] = last
+		}
+	}
+	if len(targets) == 0 {
+		return
+	}
+	deadline := time.NewTimer(r.cfg.CatchUpTimeout)
+	defer deadline.Stop()
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+	lastLog := start
+	for {
+		behind := map[tally.RegionID]uint64{}
+		for reg, last := range targets {
+			if applied := r.Applied(reg); applied < last {
+				behind[reg] = applied
+			}
+		}
+		if len(behind) == 0 {
+			r.log.Info().Int("regions", len(targets)).Int64("duration_ms", time.Since(start).Milliseconds()).Msg("caught up with the mirrors")
+			return
+		}
+		logIt := func(ev func() *zerolog.Event, msg string) {
+			for reg, applied := range behind {
+				ev().Str("region", string(reg)).Uint64("seq", applied).Uint64("last_seq", targets[reg]).
+					Int64("duration_ms", time.Since(start).Milliseconds()).Msg(msg)
+			}
+		}
+		select {
+		case <-deadline.C:
+			logIt(r.log.Warn, "catch-up timed out: publishing a state behind the mirror")
+			return
+		case <-ctx.Done():
+			logIt(r.log.Warn, "catch-up cut short")
+			return
+		case now := <-poll.C:
+			if now.Sub(lastLog) >= time.Second {
+				lastLog = now
+				logIt(r.log.Info, "catching up with the mirror")
+			}
+		}
+	}
+}

@@ -1,0 +1,414 @@
+package reconciler
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tallyvote/tally"
+)
+
+// freePort returns a TCP port that was free a moment ago.
+func freePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// restartableConfig is a hub configuration that a second hub can take over
+// after the first stopped: the same store, leaf port and leaf credentials,
+// so that the regions' links come back to it. Snapshots are taken only when
+// the test says so (and at Close).
+func restartableConfig(tb testing.TB, e *tally.Election) Config {
+	cfg := testConfig(tb, e)
+	cfg.NATS.LeafPort = freePort(tb)
+	cfg.NATS.LeafUser, cfg.NATS.LeafPassword = "leaf", "leaf-secret-for-tests"
+	cfg.SnapshotInterval = time.Hour
+	return cfg
+}
+
+// crash stops r as a killed process stops, as far as its store can tell:
+// the embedded server goes down first, under everything, so that no final
+// snapshot, publish or audit record is written. A later Close does
+// nothing.
+func (r *Reconciler) crash(tb testing.TB) {
+	tb.Helper()
+	r.ns.Shutdown()
+	r.ns.WaitForShutdown()
+	r.nc.Close()
+	r.consMu.Lock()
+	ccs := r.consumers
+	r.consumers = map[tally.RegionID]jetstream.ConsumeContext{}
+	r.consMu.Unlock()
+	for _, cc := range ccs {
+		cc.Stop()
+		select {
+		case <-cc.Closed():
+		case <-time.After(5 * time.Second):
+			tb.Error("consumer did not stop")
+		}
+	}
+	r.closeOnce.Do(func() {
+		r.cancel()
+		r.wg.Wait()
+	})
+}
+
+// state returns the hub's totals state and chains, as JSON.
+func (r *Reconciler) stateJSON(tb testing.TB) (totals, chains []byte) {
+	tb.Helper()
+	r.mu.Lock()
+	st := r.totals.State()
+	cs := map[tally.RegionID]tally.Chain{}
+	for id, c := range r.chains {
+		cs[id] = *c
+	}
+	r.mu.Unlock()
+	return mustMarshal(tb, st), mustMarshal(tb, cs)
+}
+
+func mustMarshal(tb testing.TB, v any) []byte {
+	tb.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// lastSeq returns the last sequence of the region's stream.
+func (g *region) lastSeq() uint64 {
+	g.tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := g.js.Stream(ctx, tally.ResultsStream)
+	if err != nil {
+		g.tb.Fatal(err)
+	}
+	return s.CachedInfo().State.LastSeq
+}
+
+// A hub that stops at any point without its final snapshot resumes from
+// its last snapshot exactly once: after the restart, its totals, chains and
+// checkpoints are those recomputed from the regions' streams, with events
+// applied after the snapshot, events stored while it was down and events
+// after the restart. The national state it publishes first is not older
+// than what it published before it stopped, and each checkpoint is in the
+// audit stream once.
+func TestCrashResumesExactlyOnce(t *testing.T) {
+	e := testElection(t)
+	cfg := restartableConfig(t, e)
+	hub1 := MustOpenReconciler(t, cfg)
+	h := &hub{r: hub1, gw: MustConnectGateway(t, hub1), regions: map[tally.RegionID]*region{}, m: newModel(e)}
+	for _, reg := range e.Regions {
+		h.regions[reg.ID] = MustStartRegion(t, reg.ID, leafURL(hub1))
+	}
+	for _, reg := range e.Regions {
+		waitStatus(t, hub1, h.gw, reg.ID, tally.StatusLive, 15*time.Second)
+	}
+	r1, r2, r3 := h.regions["r1"], h.regions["r2"], h.regions["r3"]
+	var votes int64
+	seqOf := map[tally.PrecinctID]uint64{}
+	// batch publishes a report of every precinct, every third a correction.
+	batch := func(complete bool) {
+		for _, p := range e.Precincts {
+			c := p.Contests[0]
+			votes++
+			rep := h.regions[p.Region].report(p.ID, c, votes, 2*votes, complete)
+			if prev := h.m.latest[p.ID][c]; prev != nil && votes%3 == 0 {
+				rep.Correction = &tally.Correction{Supersedes: prev.ID, SupersedesSeq: seqOf[p.ID], Reason: "recount"}
+			}
+			seqOf[p.ID] = h.publish(rep)
+		}
+	}
+	lastSeqs := func() map[tally.RegionID]uint64 {
+		out := map[tally.RegionID]uint64{}
+		for _, g := range []*region{r1, r2, r3} {
+			out[g.id] = g.lastSeq()
+		}
+		return out
+	}
+	checkpoints := func() {
+		for _, g := range []*region{r1, r2, r3} {
+			g.checkpoint(e, nil)
+		}
+	}
+
+	// A: applied and snapshotted.
+	batch(false)
+	r2.publishRaw(tally.ResultsSubject("r2", "p9", "pres-b"), "r2-garbage", []byte("{not json"))
+	checkpoints()
+	h.waitApplied(t, lastSeqs(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hub1.saveSnapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// B: applied, published and audited, not snapshotted.
+	batch(false)
+	checkpoints()
+	lastB := lastSeqs()
+	h.waitApplied(t, lastB, 10*time.Second)
+	waitFor(t, 5*time.Second, "audit of B", func() error {
+		if n := len(auditRecords(t, hub1)); n < 9 {
+			return fmt.Errorf("%d audit records", n)
+		}
+		return nil
+	})
+	hub1.crash(t)
+
+	// C: stored while the hub is down.
+	batch(false)
+
+	hub2 := MustOpenReconciler(t, cfg)
+	for id, seq := range lastB {
+		if got := hub2.Applied(id); got < seq {
+			t.Errorf("after Open, Applied(%s) = %d: behind %d, applied before the crash", id, got, seq)
+		}
+	}
+	h.r, h.gw = hub2, MustConnectGateway(t, hub2)
+	restarted := time.Now()
+
+	// D: after the restart, with final checkpoints.
+	batch(true)
+	checkpoints()
+	h.waitApplied(t, lastSeqs(), 60*time.Second)
+	t.Logf("caught up %s after the restart", time.Since(restarted).Round(time.Millisecond))
+
+	want := tally.NewTotals(e)
+	wantChains := map[tally.RegionID]tally.Chain{}
+	for _, g := range []*region{r1, r2, r3} {
+		wantChains[g.id], _ = g.recompute(e, want)
+	}
+	gotTotals, gotChains := hub2.stateJSON(t)
+	if w := mustMarshal(t, want.State()); !bytes.Equal(gotTotals, w) {
+		t.Errorf("totals after restart:\n got %s\nwant %s", gotTotals, w)
+	}
+	if w := mustMarshal(t, wantChains); !bytes.Equal(gotChains, w) {
+		t.Errorf("chains after restart:\n got %s\nwant %s", gotChains, w)
+	}
+	for _, g := range []*region{r1, r2, r3} {
+		st := h.waitCheckpoint(t, g.id, g.lastSeq())
+		if !st.Checkpoint.Matched || st.Alert != nil {
+			t.Errorf("region %s: checkpoint %+v, alert %+v: want matched, no alert", g.id, st.Checkpoint, st.Alert)
+		}
+	}
+	h.waitContest(t, "pres-a", true, true)
+	h.waitContest(t, tally.NationalContestID("President"), true, true)
+
+	waitFor(t, 5*time.Second, "audit", func() error {
+		n := map[string]int{}
+		for _, rec := range auditRecords(t, hub2) {
+			if rec.cp.Region != "" {
+				n[fmt.Sprintf("%s@%d", rec.cp.Region, rec.cp.StreamSeq)]++
+			}
+		}
+		if len(n) != 9 {
+			return fmt.Errorf("%d checkpoints audited, want 9: %v", len(n), n)
+		}
+		for k, c := range n {
+			if c != 1 {
+				return fmt.Errorf("checkpoint %s audited %d times", k, c)
+			}
+		}
+		return nil
+	})
+}
+
+// A snapshot of another election is refused, naming it.
+func TestSnapshotOfAnotherElection(t *testing.T) {
+	e := testElection(t)
+	cfg := restartableConfig(t, e)
+	r := MustOpenReconciler(t, cfg)
+	r.apply("r1", 1, "not.a.report", nil) // something to save
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	other := *e
+	other.ID = "other-election"
+	cfg.Election = &other
+	r2, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = r2.Open(ctx)
+	if tally.ErrorCode(err) != tally.EINVALID || !strings.Contains(err.Error(), `"test"`) {
+		t.Fatalf("Open() = %v, want EINVALID naming election \"test\"", err)
+	}
+}
+
+// failingReader yields n bytes, then fails, as a Put's source that breaks
+// half way.
+type failingReader struct{ n int }
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, errors.New("disk on fire")
+	}
+	k := min(len(p), f.n)
+	f.n -= k
+	return k, nil
+}
+
+// An interrupted snapshot Put leaves the previous snapshot readable: one
+// whose source fails half way, and one whose process dies after writing
+// chunks but before the object's meta message (its chunks are then purged
+// by the next Open).
+func TestSnapshotPutInterrupted(t *testing.T) {
+	e := testElection(t)
+	cfg := restartableConfig(t, e)
+	r := MustOpenReconciler(t, cfg)
+	r.apply("r1", 7, "not.a.report", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.saveSnapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v1, err := r.obs.GetBytes(ctx, tally.SnapshotObject)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// 300 KiB is three chunks: some are stored before the source fails.
+	if _, err := r.obs.Put(ctx, jetstream.ObjectMeta{Name: tally.SnapshotObject}, &failingReader{300 << 10}); err == nil {
+		t.Fatal("Put with a failing source succeeded")
+	}
+	if got, err := r.obs.GetBytes(ctx, tally.SnapshotObject); err != nil || !bytes.Equal(got, v1) {
+		t.Fatalf("after a failed Put: %v, %.60q; want the previous snapshot", err, got)
+	}
+	// What a Put killed before its meta message leaves behind.
+	orphan := "$O." + tally.SnapshotBucket + ".C.killedmidput"
+	for range 3 {
+		if _, err := r.js.Publish(ctx, orphan, bytes.Repeat([]byte("x"), 128<<10)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := r.obs.GetBytes(ctx, tally.SnapshotObject); err != nil || !bytes.Equal(got, v1) {
+		t.Fatalf("after a killed Put: %v; want the previous snapshot", err)
+	}
+	r.crash(t)
+
+	r2 := MustOpenReconciler(t, cfg)
+	if got := r2.Applied("r1"); got != 7 {
+		t.Errorf("Applied(r1) after restart = %d, want 7 from the snapshot", got)
+	}
+	s, err := r2.js.Stream(ctx, "OBJ_"+tally.SnapshotBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter("$O."+tally.SnapshotBucket+".C.>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := info.State.Subjects[orphan]; ok || len(info.State.Subjects) != 1 {
+		t.Errorf("chunk subjects after Open = %v, want only the snapshot's", info.State.Subjects)
+	}
+}
+
+// Snapshots are saved every SnapshotInterval when something was applied,
+// and not otherwise.
+func TestSnapshotInterval(t *testing.T) {
+	e := testElection(t)
+	cfg := testConfig(t, e)
+	cfg.SnapshotInterval = 50 * time.Millisecond
+	r := MustOpenReconciler(t, cfg)
+	g := MustStartRegion(t, "r1", leafURL(r))
+	gw := MustConnectGateway(t, r)
+	waitStatus(t, r, gw, "r1", tally.StatusLive, 10*time.Second)
+	seq := g.publish(g.report("p1", "pres-a", 3, 4, true))
+	var nuid string
+	waitFor(t, 5*time.Second, "snapshot of seq", func() error {
+		b, err := r.obs.GetBytes(context.Background(), tally.SnapshotObject)
+		if err != nil {
+			return err
+		}
+		var s snapshot
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		if got := s.Totals.LastSeq["r1"]; got != seq {
+			return fmt.Errorf("snapshot at seq %d", got)
+		}
+		info, err := r.obs.GetInfo(context.Background(), tally.SnapshotObject)
+		if err != nil {
+			return err
+		}
+		nuid = info.NUID
+		return nil
+	})
+	time.Sleep(5 * cfg.SnapshotInterval) // nothing applied: nothing saved
+	info, err := r.obs.GetInfo(context.Background(), tally.SnapshotObject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NUID != nuid {
+		t.Error("snapshot saved again with nothing applied")
+	}
+}
+
+// A hub killed again and again while a region keeps reporting ends up with
+// every event applied once.
+func TestHubKilledRepeatedly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: restarts the hub several times")
+	}
+	e := testElection(t)
+	cfg := restartableConfig(t, e)
+	cfg.SnapshotInterval = 200 * time.Millisecond
+	r := MustOpenReconciler(t, cfg)
+	g := MustStartRegion(t, "r1", leafURL(r))
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			g.publish(g.report([]tally.PrecinctID{"p1", "p2"}[i%2], "pres-a", int64(i), int64(i), false))
+		}
+	}()
+	for _, down := range []time.Duration{500 * time.Millisecond, 3 * time.Second, 1500 * time.Millisecond, 4 * time.Second} {
+		time.Sleep(1500 * time.Millisecond)
+		r.crash(t)
+		time.Sleep(down)
+		r = MustOpenReconciler(t, cfg)
+	}
+	close(stop)
+	<-done
+	last := g.lastSeq()
+	start := time.Now()
+	waitFor(t, 60*time.Second, "all applied", func() error {
+		if got := r.Applied("r1"); got != last {
+			m, _ := mirrorLastSeq(r, "r1")
+			return fmt.Errorf("applied %d of %d, mirror at %d", got, last, m)
+		}
+		return nil
+	})
+	t.Logf("all %d applied %s after the last restart", last, time.Since(start).Round(time.Millisecond))
+	want := tally.NewTotals(e)
+	wantChain, _ := g.recompute(e, want)
+	gotTotals, gotChains := r.stateJSON(t)
+	if !bytes.Equal(gotTotals, mustMarshal(t, want.State())) {
+		t.Error("totals differ from the region's stream")
+	}
+	if !bytes.Equal(gotChains, mustMarshal(t, map[tally.RegionID]tally.Chain{"r1": wantChain, "r2": tally.NewChain("r2"), "r3": tally.NewChain("r3")})) {
+		t.Errorf("chains = %s, want r1's %+v", gotChains, wantChain)
+	}
+}

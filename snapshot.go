@@ -1,0 +1,300 @@
+package tally
+
+import (
+	"slices"
+	"time"
+)
+
+// TotalsState is the whole state of a Totals, for snapshots: the latest
+// report of every precinct and contest, the sums derived from them, the last
+// sequence applied per region and the corrections. State takes it cheaply
+// (a snapshot is taken under the lock that guards the Totals); encoding it
+// as JSON, the costly part, can then be done without the lock.
+type TotalsState struct {
+	// Election is the id of the election the totals are of.
+	Election string              `json:"election"`
+	Events   uint64              `json:"events"`
+	LastSeq  map[RegionID]uint64 `json:"last_seq"`
+	Cells    []CellState         `json:"cells"`
+	Contests []ContestTallyState `json:"contests"`
+}
+
+// CellState is one precinct and contest of a TotalsState: its Cell and the
+// latest correction applied to it, if any.
+type CellState struct {
+	Precinct   PrecinctID  `json:"precinct"`
+	Contest    ContestID   `json:"contest"`
+	Cell       Cell        `json:"cell"`
+	Correction *Correction `json:"correction,omitempty"`
+}
+
+// ContestTallyState is one contest's sums in a TotalsState.
+type ContestTallyState struct {
+	Contest     ContestID                          `json:"contest"`
+	Votes       map[CandidateID]int64              `json:"votes"`
+	VoteTypes   map[VoteType]map[CandidateID]int64 `json:"vote_types,omitempty"`
+	BallotsCast int64                              `json:"ballots_cast"`
+	Reporting   int                                `json:"reporting"`
+	Complete    int                                `json:"complete"`
+	Corrections int                                `json:"corrections"`
+	Updated     time.Time                          `json:"updated,omitzero"`
+	Regions     []RegionTallyState                 `json:"regions"`
+}
+
+// RegionTallyState is one region's part of a ContestTallyState.
+type RegionTallyState struct {
+	Region      RegionID              `json:"region"`
+	Votes       map[CandidateID]int64 `json:"votes"`
+	BallotsCast int64                 `json:"ballots_cast"`
+	Reporting   int                   `json:"reporting"`
+	Complete    int                   `json:"complete"`
+	Updated     time.Time             `json:"updated,omitzero"`
+}
+
+// State returns a copy of t's state that later changes to t do not affect.
+// It copies the sums (maps changed in place by Apply) but shares each cell's
+// vote maps, which Apply replaces and never changes: the cost is one small
+// struct per cell. Cells come in election order (precincts, then each
+// precinct's contests), so equal totals give equal states.
+func (t *Totals) State() *TotalsState {
+	s := &TotalsState{
+		Election: t.e.ID, Events: t.events,
+		LastSeq: make(map[RegionID]uint64, len(t.lastSeq)),
+		Cells:   make([]CellState, 0, len(t.cells)),
+	}
+	for r, seq := range t.lastSeq {
+		s.LastSeq[r] = seq
+	}
+	for _, p := range t.e.Precincts {
+		for _, c := range p.Contests {
+			k := cellKey{p.ID, c}
+			cell := t.cells[k]
+			if cell == nil {
+				continue
+			}
+			cs := CellState{Precinct: p.ID, Contest: c, Cell: *cell}
+			if corr := t.corrections[k]; corr != nil {
+				cc := *corr
+				cs.Correction = &cc
+			}
+			s.Cells = append(s.Cells, cs)
+		}
+	}
+	for _, con := range t.e.Contests {
+		ct := t.contests[con.ID]
+		if ct == nil {
+			continue
+		}
+		cs := ContestTallyState{
+			Contest: con.ID, Votes: copyVotes(ct.Votes), VoteTypes: copyVoteTypes(ct.VoteTypes),
+			BallotsCast: ct.BallotsCast, Reporting: ct.Reporting, Complete: ct.Complete,
+			Corrections: ct.Corrections, Updated: ct.Updated, Regions: []RegionTallyState{},
+		}
+		for _, reg := range t.e.Regions {
+			rt := ct.Regions[reg.ID]
+			if rt == nil {
+				continue
+			}
+			cs.Regions = append(cs.Regions, RegionTallyState{
+				Region: reg.ID, Votes: copyVotes(rt.Votes), BallotsCast: rt.BallotsCast,
+				Reporting: rt.Reporting, Complete: rt.Complete, Updated: rt.Updated,
+			})
+		}
+		s.Contests = append(s.Contests, cs)
+	}
+	return s
+}
+
+// RestoreTotals returns the totals of election e held in s, as State took
+// them. It checks that s is of e (same id, known regions, precincts and
+// contests, each precinct reporting only contests on its ballot) and that
+// its sums are those of its cells, so that a damaged or foreign snapshot is
+// refused rather than counted. Errors have code EINVALID and say what is
+// wrong.
+func RestoreTotals(e *Election, s *TotalsState) (*Totals, error) {
+	if s == nil {
+		return nil, Errorf(EINVALID, "totals state: missing")
+	}
+	if s.Election != e.ID {
+		return nil, Errorf(EINVALID, "totals state: of election %q, not %q", s.Election, e.ID)
+	}
+	t := NewTotals(e)
+	t.events = s.Events
+	for r, seq := range s.LastSeq {
+		if e.Region(r) == nil {
+			return nil, Errorf(EINVALID, "totals state: last_seq: unknown region %q", r)
+		}
+		t.lastSeq[r] = seq
+	}
+	// The sums as the cells make them, to check the stored ones against.
+	type sums struct {
+		votes               map[CandidateID]int64
+		voteTypes           map[VoteType]map[CandidateID]int64
+		ballots             int64
+		reporting, complete int
+		corrections         int
+	}
+	want := map[ContestID]*sums{}
+	wantRegion := map[ContestID]map[RegionID]*sums{}
+	add := func(s *sums, cell *Cell) {
+		for cand, n := range cell.Votes {
+			s.votes[cand] += n
+		}
+		for vt, byCand := range cell.VoteTypes {
+			if s.voteTypes == nil {
+				s.voteTypes = map[VoteType]map[CandidateID]int64{}
+			}
+			if s.voteTypes[vt] == nil {
+				s.voteTypes[vt] = map[CandidateID]int64{}
+			}
+			for cand, n := range byCand {
+				s.voteTypes[vt][cand] += n
+			}
+		}
+		s.ballots += cell.BallotsCast
+		s.reporting++
+		if cell.Complete {
+			s.complete++
+		}
+		s.corrections += cell.Corrections
+	}
+	for i := range s.Cells {
+		cs := &s.Cells[i]
+		p := e.Precinct(cs.Precinct)
+		if p == nil || !slices.Contains(p.Contests, cs.Contest) {
+			return nil, Errorf(EINVALID, "totals state: cell %s/%s: not a precinct and contest of the election", cs.Precinct, cs.Contest)
+		}
+		k := cellKey{cs.Precinct, cs.Contest}
+		if t.cells[k] != nil {
+			return nil, Errorf(EINVALID, "totals state: cell %s/%s: listed twice", cs.Precinct, cs.Contest)
+		}
+		if cs.Cell.Seq > s.LastSeq[p.Region] {
+			return nil, Errorf(EINVALID, "totals state: cell %s/%s: seq %d is past region %s's last seq %d",
+				cs.Precinct, cs.Contest, cs.Cell.Seq, p.Region, s.LastSeq[p.Region])
+		}
+		cell := cs.Cell
+		t.cells[k] = &cell
+		if cs.Correction != nil {
+			t.noteCorrection(k, cs.Correction)
+		}
+		if want[cs.Contest] == nil {
+			want[cs.Contest] = &sums{votes: map[CandidateID]int64{}}
+			wantRegion[cs.Contest] = map[RegionID]*sums{}
+		}
+		add(want[cs.Contest], &cell)
+		if wantRegion[cs.Contest][p.Region] == nil {
+			wantRegion[cs.Contest][p.Region] = &sums{votes: map[CandidateID]int64{}}
+		}
+		add(wantRegion[cs.Contest][p.Region], &cell)
+	}
+	check := func(what string, w *sums, votes map[CandidateID]int64, ballots int64, reporting, complete int) error {
+		if w == nil {
+			w = &sums{}
+		}
+		switch {
+		case reporting != w.reporting:
+			return Errorf(EINVALID, "totals state: %s: reporting %d, its cells make %d", what, reporting, w.reporting)
+		case complete != w.complete:
+			return Errorf(EINVALID, "totals state: %s: complete %d, its cells make %d", what, complete, w.complete)
+		case ballots != w.ballots:
+			return Errorf(EINVALID, "totals state: %s: ballots cast %d, its cells make %d", what, ballots, w.ballots)
+		}
+		for cand, n := range votes {
+			if n != w.votes[cand] {
+				return Errorf(EINVALID, "totals state: %s: candidate %s has %d votes, its cells make %d", what, cand, n, w.votes[cand])
+			}
+		}
+		for cand, n := range w.votes {
+			if n != votes[cand] {
+				return Errorf(EINVALID, "totals state: %s: candidate %s has %d votes, its cells make %d", what, cand, votes[cand], n)
+			}
+		}
+		return nil
+	}
+	for _, cs := range s.Contests {
+		if e.Contest(cs.Contest) == nil {
+			return nil, Errorf(EINVALID, "totals state: contest %q: not in the election", cs.Contest)
+		}
+		if t.contests[cs.Contest] != nil {
+			return nil, Errorf(EINVALID, "totals state: contest %s: listed twice", cs.Contest)
+		}
+		if err := check("contest "+string(cs.Contest), want[cs.Contest], cs.Votes, cs.BallotsCast, cs.Reporting, cs.Complete); err != nil {
+			return nil, err
+		}
+		w := want[cs.Contest]
+		if w == nil {
+			w = &sums{}
+		}
+		if cs.Corrections != w.corrections {
+			return nil, Errorf(EINVALID, "totals state: contest %s: corrections %d, its cells make %d", cs.Contest, cs.Corrections, w.corrections)
+		}
+		if err := checkVoteTypes(cs.Contest, w.voteTypes, cs.VoteTypes); err != nil {
+			return nil, err
+		}
+		ct := &ContestTally{
+			Votes: copyVotes(cs.Votes), VoteTypes: copyVoteTypes(cs.VoteTypes), BallotsCast: cs.BallotsCast,
+			Reporting: cs.Reporting, Complete: cs.Complete, Corrections: cs.Corrections, Updated: cs.Updated,
+			Regions: map[RegionID]*RegionTally{},
+		}
+		for _, rs := range cs.Regions {
+			if e.Region(rs.Region) == nil || ct.Regions[rs.Region] != nil {
+				return nil, Errorf(EINVALID, "totals state: contest %s: region %q unknown or listed twice", cs.Contest, rs.Region)
+			}
+			if err := check("contest "+string(cs.Contest)+" region "+string(rs.Region), wantRegion[cs.Contest][rs.Region],
+				rs.Votes, rs.BallotsCast, rs.Reporting, rs.Complete); err != nil {
+				return nil, err
+			}
+			ct.Regions[rs.Region] = &RegionTally{
+				Votes: copyVotes(rs.Votes), BallotsCast: rs.BallotsCast,
+				Reporting: rs.Reporting, Complete: rs.Complete, Updated: rs.Updated,
+			}
+		}
+		if ct.Votes == nil {
+			ct.Votes = map[CandidateID]int64{}
+		}
+		t.contests[cs.Contest] = ct
+	}
+	for c, w := range want {
+		if t.contests[c] == nil {
+			return nil, Errorf(EINVALID, "totals state: contest %s: has %d cells but no sums", c, w.reporting)
+		}
+		for r, rw := range wantRegion[c] {
+			if t.contests[c].Regions[r] == nil {
+				return nil, Errorf(EINVALID, "totals state: contest %s: region %s has %d cells but no sums", c, r, rw.reporting)
+			}
+		}
+	}
+	return t, nil
+}
+
+// checkVoteTypes checks a contest's sums by vote type against its cells'
+// (w). A vote type of a cell must be in the sums, since Apply subtracts from
+// it in place; the sums may hold zeros the cells no longer have.
+func checkVoteTypes(c ContestID, w, got map[VoteType]map[CandidateID]int64) error {
+	for vt, byCand := range w {
+		if got[vt] == nil {
+			return Errorf(EINVALID, "totals state: contest %s: vote type %s missing from the sums", c, vt)
+		}
+		for cand, n := range byCand {
+			if got[vt][cand] != n {
+				return Errorf(EINVALID, "totals state: contest %s: %s votes of %s: %d, its cells make %d", c, vt, cand, got[vt][cand], n)
+			}
+		}
+	}
+	for vt, byCand := range got {
+		for cand, n := range byCand {
+			if n != w[vt][cand] {
+				return Errorf(EINVALID, "totals state: contest %s: %s votes of %s: %d, its cells make %d", c, vt, cand, n, w[vt][cand])
+			}
+		}
+	}
+	return nil
+}
+
+func copyVotes(m map[CandidateID]int64) map[CandidateID]int64 {
+	out := make(map[CandidateID]int64, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
