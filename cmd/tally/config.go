@@ -89,7 +89,12 @@ type RegionConfig struct {
 		Host     string `json:"host"`
 		Port     int    `json:"port"`      // client port; 0 = random
 		StoreDir string `json:"store_dir"` // JetStream store of the embedded server
-		Hub      string `json:"hub"`       // the hub's leaf-node URL; empty = no link
+		// Sync is when the embedded server fsyncs the store: "always"
+		// (before each acknowledgement: acknowledged reports survive a
+		// power loss) or an interval such as "1s" (faster; a power loss
+		// can lose what was acknowledged within it). See DURABILITY.md.
+		Sync string `json:"sync"`
+		Hub  string `json:"hub"` // the hub's leaf-node URL; empty = no link
 		// HubUser is the leaf link's user; its password comes from
 		// HubPasswordFile or TALLY_NATS_HUB_PASSWORD, never the config.
 		HubUser         string   `json:"hub_user,omitempty"`
@@ -121,9 +126,12 @@ type RegionConfig struct {
 	OfficesFile string `json:"offices_file,omitempty"`
 	// RequireSignatures refuses unsigned reports; unset = true when offices
 	// are listed.
-	RequireSignatures *bool     `json:"require_signatures,omitempty"`
-	DuplicateWindow   Duration  `json:"duplicate_window"`
-	Log               LogConfig `json:"log"`
+	RequireSignatures *bool    `json:"require_signatures,omitempty"`
+	DuplicateWindow   Duration `json:"duplicate_window"`
+	// CheckpointInterval is how often the node stores a checkpoint of its
+	// totals in its stream, when reports arrived since the last one.
+	CheckpointInterval Duration  `json:"checkpoint_interval"`
+	Log                LogConfig `json:"log"`
 }
 
 // requireSignatures is RequireSignatures with its default applied.
@@ -157,6 +165,7 @@ func DefaultRegionConfig() RegionConfig {
 	c.NATS.Host = "127.0.0.1"
 	c.NATS.Port = 4222
 	c.NATS.StoreDir = "tally-data/region"
+	c.NATS.Sync = "always"
 	c.NATS.HubUser = "leaf"
 	c.HTTP.Addr = "127.0.0.1:8081"
 	c.HTTP.MaxBody = 8 << 20
@@ -164,6 +173,7 @@ func DefaultRegionConfig() RegionConfig {
 	c.HTTP.OfficeRate = 2000
 	c.HTTP.OfficeBurst = 20000
 	c.DuplicateWindow = Duration(time.Hour)
+	c.CheckpointInterval = Duration(10 * time.Second) // regional.DefaultCheckpointInterval
 	c.Log = LogConfig{Level: "info", Format: "auto"}
 	return c
 }
@@ -183,6 +193,12 @@ func (c *RegionConfig) Validate() error {
 		if c.NATS.Port < 0 || c.NATS.Port > 65535 {
 			return fmt.Errorf("nats.port: %d is not a port", c.NATS.Port)
 		}
+	}
+	if _, err := parseSync(c.NATS.Sync); err != nil {
+		return fmt.Errorf("nats.sync: %v", err)
+	}
+	if c.CheckpointInterval <= 0 {
+		return fmt.Errorf("checkpoint_interval: must be positive")
 	}
 	if c.HTTP.Addr == "" {
 		return fmt.Errorf("http.addr: required")
@@ -249,7 +265,13 @@ type HubConfig struct {
 	Projector       ProjectorConfig `json:"projector"`
 	PublishInterval Duration        `json:"publish_interval"`
 	OfflineAfter    Duration        `json:"offline_after"`
-	Log             LogConfig       `json:"log"`
+	// SnapshotInterval is how often the reconciler saves its state (when
+	// something changed) to resume from after a crash; CatchUpTimeout
+	// bounds how long a restarted hub applies what its mirrors hold before
+	// it first publishes.
+	SnapshotInterval Duration  `json:"snapshot_interval"`
+	CatchUpTimeout   Duration  `json:"catch_up_timeout"`
+	Log              LogConfig `json:"log"`
 }
 
 // DefaultHubConfig returns the defaults of `tally hub`.
@@ -266,6 +288,8 @@ func DefaultHubConfig() HubConfig {
 	c.HTTP.RateBurst = 200
 	c.PublishInterval = Duration(100 * time.Millisecond)
 	c.OfflineAfter = Duration(5 * time.Second)
+	c.SnapshotInterval = Duration(2 * time.Second) // reconciler.DefaultSnapshotInterval
+	c.CatchUpTimeout = Duration(30 * time.Second)  // reconciler.DefaultCatchUpTimeout
 	c.Projector = DefaultProjectorConfig(false)
 	c.Log = LogConfig{Level: "info", Format: "auto"}
 	return c
@@ -309,6 +333,12 @@ func (c *HubConfig) Validate() error {
 	if c.OfflineAfter <= 0 {
 		return fmt.Errorf("offline_after: must be positive")
 	}
+	if c.SnapshotInterval <= 0 {
+		return fmt.Errorf("snapshot_interval: must be positive")
+	}
+	if c.CatchUpTimeout <= 0 {
+		return fmt.Errorf("catch_up_timeout: must be positive")
+	}
 	if err := c.Projector.validate("projector"); err != nil {
 		return err
 	}
@@ -342,6 +372,10 @@ type ReplayConfig struct {
 	Batch       int      `json:"batch"`       // reports per request, at most
 	Partial     float64  `json:"partial"`     // share of precincts that send a partial count first
 	Corrections float64  `json:"corrections"` // share of precincts whose final count is corrected
+	// Retries is the share of batches sent a second time after they were
+	// accepted, as by an office that missed the answer; the intake must
+	// answer every report as a duplicate of its first sequence.
+	Retries float64 `json:"retries"`
 }
 
 func (r ReplayConfig) validate(field string) error {
@@ -359,6 +393,9 @@ func (r ReplayConfig) validate(field string) error {
 	}
 	if r.Corrections < 0 || r.Corrections > 1 {
 		return fmt.Errorf("%s.corrections: must be between 0 and 1", field)
+	}
+	if r.Retries < 0 || r.Retries > 1 {
+		return fmt.Errorf("%s.retries: must be between 0 and 1", field)
 	}
 	return nil
 }
@@ -378,7 +415,7 @@ func parseSpeed(s string) (float64, error) {
 // DefaultReplayConfig returns the replay defaults: a four-hour night at 80
 // times real time (three minutes).
 func DefaultReplayConfig() ReplayConfig {
-	return ReplayConfig{Speed: "80", Night: Duration(4 * time.Hour), Seed: 1, Batch: 200, Partial: 0.6, Corrections: 0.02}
+	return ReplayConfig{Speed: "80", Night: Duration(4 * time.Hour), Seed: 1, Batch: 200, Partial: 0.6, Corrections: 0.02, Retries: 0.02}
 }
 
 // DefaultDemoConfig returns the defaults of `tally demo`.

@@ -97,11 +97,13 @@ func (m *HubMain) Run(ctx context.Context) error {
 		return err
 	}
 	rec, gw, hnc, err := openHub(ctx, le.Election, reconciler.Config{
-		Election:        le.Election,
-		NATS:            nc,
-		PublishInterval: time.Duration(c.PublishInterval),
-		OfflineAfter:    time.Duration(c.OfflineAfter),
-		Logger:          m.Logger,
+		Election:         le.Election,
+		NATS:             nc,
+		PublishInterval:  time.Duration(c.PublishInterval),
+		OfflineAfter:     time.Duration(c.OfflineAfter),
+		SnapshotInterval: time.Duration(c.SnapshotInterval),
+		CatchUpTimeout:   time.Duration(c.CatchUpTimeout),
+		Logger:           m.Logger,
 	}, gc, m.Logger, clientTLS...)
 	if err != nil {
 		return err

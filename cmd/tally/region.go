@@ -49,6 +49,7 @@ func (m *RegionMain) ParseFlags(args []string, getenv func(string) string) error
 		"TALLY_NATS_STORE_DIR": setString(&c.NATS.StoreDir),
 		"TALLY_NATS_HUB":       setString(&c.NATS.Hub),
 		"TALLY_NATS_PORT":      setInt(&c.NATS.Port),
+		"TALLY_NATS_SYNC":      setString(&c.NATS.Sync),
 		"TALLY_HTTP_ADDR":      setString(&c.HTTP.Addr),
 		"TALLY_LOG_LEVEL":      setString(&c.Log.Level),
 		// Secrets: from the environment or files only.
@@ -91,17 +92,21 @@ func (m *RegionMain) Run(ctx context.Context) error {
 	if err := loadRegionSecrets(&c, &nc, &hc); err != nil {
 		return err
 	}
+	if nc.Sync, err = parseSync(c.NATS.Sync); err != nil {
+		return fmt.Errorf("nats.sync: %w", err)
+	}
 	node, err := regional.New(regional.Config{
-		Region:            tally.RegionID(c.Region),
-		Election:          le.Election,
-		NATS:              nc,
-		HTTP:              hc,
-		DuplicateWindow:   time.Duration(c.DuplicateWindow),
-		Offices:           c.Offices,
-		RequireSignatures: require,
-		OfficeRate:        c.HTTP.OfficeRate,
-		OfficeBurst:       c.HTTP.OfficeBurst,
-		Logger:            m.Logger,
+		Region:             tally.RegionID(c.Region),
+		Election:           le.Election,
+		NATS:               nc,
+		HTTP:               hc,
+		DuplicateWindow:    time.Duration(c.DuplicateWindow),
+		Offices:            c.Offices,
+		RequireSignatures:  require,
+		OfficeRate:         c.HTTP.OfficeRate,
+		OfficeBurst:        c.HTTP.OfficeBurst,
+		CheckpointInterval: time.Duration(c.CheckpointInterval),
+		Logger:             m.Logger,
 	})
 	if err != nil {
 		return err
@@ -117,8 +122,22 @@ func (m *RegionMain) Run(ctx context.Context) error {
 	m.Logger.Info().Str("intake", scheme+node.HTTPAddr()).Str("nats", node.ClientURL()).
 		Str("hub", c.NATS.Hub).Str("hub_user", c.NATS.HubUser).Str("hub_password", redacted(nc.HubPassword)).
 		Int("offices", len(c.Offices)).Bool("require_signatures", require).
+		Str("sync", c.NATS.Sync).Dur("checkpoint_interval", time.Duration(c.CheckpointInterval)).
 		Bool("nats_tls", nc.TLS != nil).Bool("hub_tls", nc.HubTLS != nil).Msg("region node opened")
 	return nil
+}
+
+// parseSync reads nats.sync: "always" (regional.SyncAlways), or a positive
+// duration between background fsyncs.
+func parseSync(s string) (time.Duration, error) {
+	if s == "always" {
+		return regional.SyncAlways, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("want \"always\" or a positive duration such as \"1s\", got %q", s)
+	}
+	return d, nil
 }
 
 // loadRegionSecrets reads the password files and the TLS files of c.

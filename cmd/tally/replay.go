@@ -36,6 +36,10 @@ type Replayer struct {
 	// Signers, when set, sign each report as its precinct's office, at the
 	// time it is sent. A precinct without a signer is an error.
 	Signers map[tally.PrecinctID]signer
+	// Accepted, when set, is called with every report the intake
+	// acknowledged and its sequence in the region's stream, from the
+	// region's goroutine.
+	Accepted func(rep *tally.Report, seq uint64)
 
 	sent, corrected, duplicates atomic.Int64
 }
@@ -175,6 +179,7 @@ func (r *Replayer) Run(ctx context.Context) (ReplayStats, error) {
 // A correction waits for the sequence of the report it corrects.
 func (r *Replayer) runRegion(ctx context.Context, reg tally.RegionID, steps []*replayStep, idx []int, speed float64, start time.Time, mu *sync.Mutex) error {
 	url := r.Intake[reg] + "/api/v1/reports"
+	rng := rand.New(rand.NewPCG(uint64(r.Config.Seed), uint64(len(reg))<<32|uint64(idx[0])))
 	for next := 0; next < len(idx); {
 		if speed > 0 {
 			due := start.Add(time.Duration(float64(steps[idx[next]].at) / speed))
@@ -209,11 +214,27 @@ func (r *Replayer) runRegion(ctx context.Context, reg tally.RegionID, steps []*r
 			return fmt.Errorf("correction %s: the report it corrects was never accepted", steps[idx[next]].rep.ID)
 		}
 		res, err := r.post(ctx, url, batch)
+		if err == nil && rng.Float64() < r.Config.Retries {
+			// An office that missed the answer sends the batch again: the
+			// intake must recognise every report, with its sequence.
+			var again []intakeResult
+			if again, err = r.post(ctx, url, batch); err == nil {
+				err = checkRetry(batch, res, again)
+			}
+			if err == nil {
+				r.duplicates.Add(int64(len(batch)))
+			}
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
+		}
+		if r.Accepted != nil {
+			for i, s := range batch {
+				r.Accepted(s.rep, res[i].Seq)
+			}
 		}
 		mu.Lock()
 		for i, s := range batch {
@@ -227,6 +248,18 @@ func (r *Replayer) runRegion(ctx context.Context, reg tally.RegionID, steps []*r
 		}
 		mu.Unlock()
 		r.sent.Add(int64(len(batch)))
+	}
+	return nil
+}
+
+// checkRetry checks the answer to a batch sent again: every report a
+// duplicate, at its first sequence.
+func checkRetry(batch []*replayStep, first, again []intakeResult) error {
+	for i, s := range batch {
+		if !again[i].Duplicate || again[i].Seq != first[i].Seq {
+			return fmt.Errorf("retried report %s: answered duplicate %v at seq %d, want a duplicate of seq %d",
+				s.rep.ID, again[i].Duplicate, again[i].Seq, first[i].Seq)
+		}
 	}
 	return nil
 }
