@@ -28,7 +28,9 @@ Usage:
   tally eval     [flags]   replay results against their baseline in many orders and score the projector
   tally keys     [flags]   make an office's key pair (or one per county) and print the public key
   tally submit   [flags]   sign reports with an office key and send them to a region's intake
-  tally verify   [flags]   check that every stored event of a region carries a valid office signature
+  tally export   [flags]   write every stored event of the hub's mirrors (or a region's stream) as an event log
+  tally verify   [flags]   recompute totals, hash chains, checkpoints and signatures from the raw events and compare
+  tally report   [flags]   the canvass report (HTML, CSV, JSON) or NIST CDF results, recomputed from the raw events
 
 Run 'tally <command> -h' for a command's flags.
 `
@@ -70,8 +72,12 @@ func main() {
 		cmd = NewKeysMain(os.Stdout)
 	case "submit":
 		cmd = NewSubmitMain(os.Stdout, os.Stderr)
+	case "export":
+		cmd = NewExportMain(os.Stdout, os.Stderr)
 	case "verify":
 		cmd = NewVerifyMain(os.Stdout)
+	case "report":
+		cmd = NewReportMain(os.Stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return

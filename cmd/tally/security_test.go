@@ -149,7 +149,7 @@ func TestKeysSubmitVerify(t *testing.T) {
 
 	verify := func() (string, error) {
 		var out bytes.Buffer
-		err := runOneShot(t, NewVerifyMain(&out), regionEnv, "--config", cfgPath, "--nats", rm.node.ClientURL())
+		err := runOneShot(t, NewVerifyMain(&out), regionEnv, "--config", cfgPath, "--nats", rm.node.ClientURL(), "--json")
 		return out.String(), err
 	}
 	if res, err := verify(); err != nil || !strings.Contains(res, `"events": `) {

@@ -5,123 +5,170 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+	"os"
 
 	"github.com/tallyvote/tally"
-	"github.com/tallyvote/tally/regional"
+	"github.com/tallyvote/tally/reconciler"
 )
 
-// VerifyMain runs `tally verify`: it reads a region's stored events (its
-// RESULTS stream, or the hub's mirror of it) and checks that every one
-// carries a valid signature of an office allowed to send it, using the
-// offices of the region's config. It prints the audit and fails when an
-// event does not pass.
+// VerifyMain runs `tally verify`: from the raw stored events alone — the
+// hub's mirrors, one region's stream, or an event log written by tally
+// export — it recomputes every total, each region's hash chain and each
+// stored checkpoint's comparison, checks that each region's sequences run
+// without a gap or a move, checks the signatures of the reports (and the
+// offices' right to send them, given the offices), and compares the result
+// with the live national state or a canvass report. It prints a summary and
+// fails naming the first discrepancy. See tally.Verify.
 type VerifyMain struct {
-	Config RegionConfig
-	URL    string
-	Domain string
-	Stream string
-	User   string
+	Source eventSource
+	// Offices is an offices.json (tally keys --counties) listing every
+	// region's offices; a region config's offices are used too.
+	Offices string
+	// Against is "live" (the hub's national state), "none", or a canvass
+	// report in JSON (tally report --format json); "" means live when
+	// reading the hub's mirrors, else none.
+	Against string
+	// AllowUnsigned accepts unsigned reports of regions with offices.
+	AllowUnsigned bool
+	JSON          bool
 
-	password string
-	ca       string
-	out      io.Writer
-	done     chan struct{}
+	out  io.Writer
+	done chan struct{}
 }
 
 // NewVerifyMain returns a VerifyMain printing to out.
 func NewVerifyMain(out io.Writer) *VerifyMain {
-	return &VerifyMain{Config: DefaultRegionConfig(), out: out, done: make(chan struct{})}
+	return &VerifyMain{out: out, done: make(chan struct{})}
 }
 
-// ParseFlags reads the region config (for the election and the offices)
-// and the flags. The NATS password comes from TALLY_NATS_PASSWORD.
+// ParseFlags reads the flags, the config file and the environment.
 func (m *VerifyMain) ParseFlags(args []string, getenv func(string) string) error {
 	fs := flagSet("verify", m.out)
-	configPath := fs.String("config", "", "the region's config file, with its offices (required)")
-	fs.StringVar(&m.URL, "nats", "", "NATS URL of the region, or of the hub with --stream MIRROR_<region> (default: the config's embedded server)")
-	fs.StringVar(&m.Domain, "domain", "", "JetStream domain (default: the region id; \"hub\" for a hub mirror)")
-	fs.StringVar(&m.Stream, "stream", tally.ResultsStream, "the stream to check")
-	fs.StringVar(&m.User, "user", "tally-node", "NATS user; its password comes from TALLY_NATS_PASSWORD")
-	fs.StringVar(&m.ca, "ca", "", "PEM file of CAs to trust for a TLS NATS port")
+	apply := m.Source.flags(fs)
+	fs.StringVar(&m.Offices, "offices", "", "offices.json of every region (tally keys --counties): check each signed report's office and key")
+	fs.StringVar(&m.Against, "against", "", "compare with: live (the hub's national state), none, or a canvass report in JSON (default: live when reading the hub, else none)")
+	fs.BoolVar(&m.AllowUnsigned, "allow-unsigned", false, "accept unsigned reports of regions whose offices are known")
+	fs.BoolVar(&m.JSON, "json", false, "print the whole verification as JSON")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *configPath == "" {
-		return fmt.Errorf("verify: --config required: the region's config, which lists its offices")
+	if err := apply(getenv); err != nil {
+		return fmt.Errorf("verify: %w", err)
 	}
-	if err := loadConfigFile(*configPath, &m.Config); err != nil {
-		return err
-	}
-	if err := m.Config.Validate(); err != nil {
-		return err
-	}
-	if err := m.Config.loadOffices(); err != nil {
-		return err
-	}
-	if len(m.Config.Offices) == 0 {
-		return fmt.Errorf("verify: the config lists no offices")
-	}
-	m.password = getenv("TALLY_NATS_PASSWORD")
-	if m.URL == "" {
-		m.URL = fmt.Sprintf("nats://%s:%d", m.Config.NATS.Host, m.Config.NATS.Port)
-	}
-	if m.Domain == "" {
-		m.Domain = m.Config.Region
+	if m.Against == "" {
+		m.Against = "none"
+		if m.Source.hub() {
+			m.Against = "live"
+		}
 	}
 	return nil
 }
 
-// Run reads the stream and prints the audit.
+// Run verifies and prints the outcome; it fails when anything differs.
 func (m *VerifyMain) Run(ctx context.Context) error {
 	defer close(m.done)
-	le, err := loadElection(m.Config.Election)
+	live := m.Against == "live"
+	l, nc, js, err := m.Source.read(ctx, live && m.Source.Log == "")
 	if err != nil {
-		return fmt.Errorf("election: %w", err)
+		return fmt.Errorf("verify: %w", err)
 	}
-	offs, err := tally.NewOffices(le.Election, tally.RegionID(m.Config.Region), m.Config.Offices)
+	if nc != nil {
+		defer nc.Close()
+	}
+	e := l.Election
+	lists := m.Source.offices
+	if m.Offices != "" {
+		if lists, err = readOffices(m.Offices); err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+	}
+	offices, err := resolveOffices(e, lists)
 	if err != nil {
-		return err
+		return fmt.Errorf("verify: %w", err)
 	}
-	opts := []nats.Option{nats.Name("tally-verify")}
-	if m.password != "" {
-		opts = append(opts, nats.UserInfo(m.User, m.password))
+	require := len(offices) > 0 && !m.AllowUnsigned
+	if m.Source.require != nil && m.Offices == "" {
+		require = *m.Source.require && !m.AllowUnsigned
 	}
-	if m.ca != "" {
-		tc, err := TLSFiles{CA: m.ca}.client()
+	v := tally.Verify(e, l.Events, tally.VerifyOptions{Offices: offices, RequireSignatures: require, LastSeq: lastSeqs(l)})
+	against := "no reference (--against none)"
+	switch m.Against {
+	case "none":
+	case "live":
+		if js == nil {
+			if nc, js, err = m.Source.connect(); err != nil {
+				return fmt.Errorf("verify: %w", err)
+			}
+			defer nc.Close()
+		}
+		results, statuses, err := reconciler.NationalState(ctx, js, e)
 		if err != nil {
+			return fmt.Errorf("verify: national state: %w", err)
+		}
+		v.CompareResults(results, statuses)
+		against = "the live national state at " + m.Source.URL
+	default:
+		b, err := os.ReadFile(m.Against)
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		var c tally.Canvass
+		if err := json.Unmarshal(b, &c); err != nil {
+			return fmt.Errorf("verify: %s: not a canvass report in JSON: %v", m.Against, err)
+		}
+		v.CompareCanvass(&c)
+		against = "the canvass report " + m.Against
+	}
+	if m.JSON {
+		enc := json.NewEncoder(m.out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(struct {
+			Source  string `json:"source"`
+			Against string `json:"against"`
+			*tally.Verification
+		}{l.Header.Source, against, v}); err != nil {
 			return err
 		}
-		opts = append(opts, nats.Secure(tc))
+	} else {
+		m.summary(v, l.Header.Source, against)
 	}
-	nc, err := nats.Connect(m.URL, opts...)
-	if err != nil {
-		return fmt.Errorf("nats: %w", err)
-	}
-	defer nc.Close()
-	js, err := jetstream.NewWithDomain(nc, m.Domain)
-	if err != nil {
-		return err
-	}
-	audit, err := regional.Verify(ctx, js, m.Stream, offs)
-	if err != nil {
-		return err
-	}
-	enc := json.NewEncoder(m.out)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(audit); err != nil {
-		return err
-	}
-	if len(audit.Problems) > 0 {
-		return fmt.Errorf("verify: %d of %d events fail", len(audit.Problems), audit.Events)
+	if d := v.First(); d != nil {
+		return fmt.Errorf("verify: %d discrepancies; the first: %s", len(v.Discrepancies)+v.More, d)
 	}
 	return nil
+}
+
+// summary prints the verification for people.
+func (m *VerifyMain) summary(v *tally.Verification, source, against string) {
+	w := m.out
+	fmt.Fprintf(w, "election %s: events from %s\n", v.Election, source)
+	for _, r := range v.Regions {
+		if r.Messages == 0 {
+			fmt.Fprintf(w, "  region %s: no events\n", r.Region)
+			continue
+		}
+		fmt.Fprintf(w, "  region %s: seq %d to %d, %d events (%d reports, %d corrections, %d not valid), %d of %d checkpoints match, last covers seq %d, reconciled %v\n",
+			r.Region, r.FirstSeq, r.LastSeq, r.Events, r.Reports, r.Corrections, r.Invalid, r.Matched, r.Checkpoints, r.LastCheckpoint, r.Reconciled)
+		fmt.Fprintf(w, "    final hash %s; %d signed reports, %d checked\n", r.Chain.Hex(), r.Signed, r.SignaturesChecked)
+	}
+	fmt.Fprintf(w, "signatures: %s\n", v.Signatures)
+	fmt.Fprintf(w, "compared with %s\n", against)
+	if v.OK() {
+		fmt.Fprintln(w, "OK: no discrepancy")
+		return
+	}
+	fmt.Fprintf(w, "FAILED: %d discrepancies\n", len(v.Discrepancies)+v.More)
+	for i, d := range v.Discrepancies {
+		if i == 20 {
+			fmt.Fprintf(w, "  … %d more (--json lists them)\n", len(v.Discrepancies)-i+v.More)
+			break
+		}
+		fmt.Fprintf(w, "  %s\n", d)
+	}
 }
 
 // Done is closed once Run has finished.
 func (m *VerifyMain) Done() <-chan struct{} { return m.done }
 
-// Close does nothing.
+// Close does nothing: Run closes what it opens.
 func (m *VerifyMain) Close() error { return nil }
