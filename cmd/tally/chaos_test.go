@@ -391,6 +391,7 @@ func readStream(t *testing.T, n *regional.Node) []*jetstream.RawStreamMsg {
 // and one store, so that it can be killed and started again.
 type hubProcess struct {
 	bin, dir               string
+	regions                int // per state; 0 means 2
 	natsPort, leafPort     int
 	http                   string
 	password, leafPassword string
@@ -410,7 +411,11 @@ func (h *hubProcess) start(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(h.bin, "hub", "--results", "bundled", "--regions", "2",
+	regions := h.regions
+	if regions == 0 {
+		regions = 2
+	}
+	cmd := exec.Command(h.bin, "hub", "--results", "bundled", "--regions", strconv.Itoa(regions),
 		"--nats-port", strconv.Itoa(h.natsPort), "--leaf-port", strconv.Itoa(h.leafPort),
 		"--store", filepath.Join(h.dir, "hub"), "--http", h.http, "--log-level", "warn")
 	cmd.Env = append(os.Environ(), "TALLY_NATS_PASSWORD="+h.password, "TALLY_NATS_LEAF_PASSWORD="+h.leafPassword)

@@ -103,10 +103,24 @@ func main() {
 	} else {
 		<-ctx.Done()
 	}
-	if err := cmd.Close(); err != nil {
-		fail(err)
+	// From here a second signal kills the process at once; otherwise the
+	// shutdown (draining connections and consumers, a last checkpoint or
+	// snapshot) has shutdownTimeout.
+	stop()
+	closed := make(chan error, 1)
+	go func() { closed <- cmd.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			fail(err)
+		}
+	case <-time.After(shutdownTimeout):
+		fail(fmt.Errorf("shutdown not done after %s; exiting", shutdownTimeout))
 	}
 }
+
+// shutdownTimeout bounds a command's shutdown after SIGTERM or Ctrl-C.
+const shutdownTimeout = 30 * time.Second
 
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "tally:", err)
