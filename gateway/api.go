@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -13,6 +14,7 @@ func (g *Gateway) routes() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = g.handleError
+	e.Use(g.observe) // outermost: sees the final status
 	e.Use(g.requestContext)
 
 	// Not an echo Group: a group with middleware answers 404 for every
@@ -33,6 +35,7 @@ func (g *Gateway) routes() *echo.Echo {
 
 	e.GET("/healthz", g.healthz)
 	e.GET("/readyz", g.readyz)
+	e.GET("/metrics", g.metricsHandler())
 	// The dashboard's files sit at the root, with no subdirectories.
 	e.GET("/", g.serveStatic)
 	e.GET("/:file", g.serveStatic)
@@ -102,10 +105,42 @@ func (g *Gateway) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, statusJSON{Status: "ok"})
 }
 
+// unreadyJSON is /readyz's answer while regions are not ready: the usual
+// error body, and each region with its reason.
+type unreadyJSON struct {
+	tally.ErrorBody
+	Status  string          `json:"status"`
+	Regions []unreadyRegion `json:"regions"`
+}
+
+type unreadyRegion struct {
+	ID     tally.RegionID `json:"id"`
+	Reason string         `json:"reason"`
+}
+
+// readyz answers 200 once the national bucket is loaded and, with
+// Config.Health, no region is unready; else 503. A 503 is not logged as an
+// error: a probe polls it.
 func (g *Gateway) readyz(c echo.Context) error {
 	if !g.ready() {
 		return tally.Errorf(tally.EUNAVAILABLE, "national bucket not loaded")
 	}
-	c.Response().Header().Set("Cache-Control", "no-store")
+	h := c.Response().Header()
+	h.Set("Cache-Control", "no-store")
+	if g.cfg.Health != nil {
+		if why := g.cfg.Health.Unready(); len(why) > 0 {
+			body := unreadyJSON{Status: "unready"}
+			ids := make([]string, 0, len(why))
+			for _, r := range g.cfg.Election.Regions { // election order
+				if reason, ok := why[r.ID]; ok {
+					body.Regions = append(body.Regions, unreadyRegion{ID: r.ID, Reason: reason})
+					ids = append(ids, string(r.ID))
+				}
+			}
+			body.Error = tally.ErrorDetail{Code: tally.EUNAVAILABLE, Message: "regions not ready: " + strings.Join(ids, ", ")}
+			h.Set("Retry-After", "2")
+			return c.JSON(http.StatusServiceUnavailable, body)
+		}
+	}
 	return c.JSON(http.StatusOK, statusJSON{Status: "ready"})
 }

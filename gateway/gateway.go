@@ -26,6 +26,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/tallyvote/tally"
@@ -82,6 +83,22 @@ type Config struct {
 	// sets it to show an outage. Nil in production: the endpoint answers
 	// 404.
 	Links RegionLinks
+	// Health, when set, is asked by /readyz once the bucket is loaded:
+	// while it names regions, /readyz answers 503 naming them and why.
+	// tally hub sets it to the reconciler. Nil: ready once loaded.
+	Health RegionHealth
+	// Metrics is the registry the gateway registers its metrics on and
+	// that GET /metrics serves; nil means a registry of its own. tally hub
+	// passes the one its reconciler and projector register on. One
+	// gateway per registry: a second one's metrics collide and New fails.
+	Metrics *prometheus.Registry
+}
+
+// RegionHealth is the hub's view of its regions' readiness.
+type RegionHealth interface {
+	// Unready returns why each region that is not ready is not (nil when
+	// all are): no mirror yet, or offline past the hub's bound.
+	Unready() map[tally.RegionID]string
 }
 
 // RegionLinks cuts and restores regions' links to the hub.
@@ -103,6 +120,9 @@ type Gateway struct {
 	hub      *hub
 	election *resource
 	static   map[string]*staticFile
+
+	reg          *prometheus.Registry
+	httpDuration *prometheus.HistogramVec
 
 	view     atomic.Pointer[view] // nil until the bucket's values are loaded
 	auditSem chan struct{}
@@ -170,6 +190,13 @@ func New(cfg Config, nc *nats.Conn) (*Gateway, error) {
 		election: election,
 		static:   static,
 		auditSem: make(chan struct{}, auditConcurrency),
+	}
+	g.reg = cfg.Metrics
+	if g.reg == nil {
+		g.reg = prometheus.NewRegistry()
+	}
+	if err := g.registerMetrics(g.reg); err != nil {
+		return nil, fmt.Errorf("gateway: metrics: %w", err)
 	}
 	g.echo = g.routes()
 	g.echo.Use(g.rateLimiter())

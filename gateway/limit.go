@@ -21,9 +21,9 @@ const (
 // 429 with the usual JSON error (code rate_limited). The address is the
 // peer's, not X-Forwarded-For, which a client could forge; behind a proxy
 // give the limit to the proxy. A live event stream is one request however
-// long it lasts. Health checks (/healthz, /readyz) are not limited: a load
-// balancer polling them must not lock itself out. A negative RateLimit turns
-// the limit off.
+// long it lasts. Health checks (/healthz, /readyz) and /metrics are not
+// limited: a load balancer or Prometheus polling them must not lock itself
+// out. A negative RateLimit turns the limit off.
 func (g *Gateway) rateLimiter() echo.MiddlewareFunc {
 	if g.cfg.RateLimit < 0 {
 		return func(next echo.HandlerFunc) echo.HandlerFunc { return next }
@@ -34,7 +34,7 @@ func (g *Gateway) rateLimiter() echo.MiddlewareFunc {
 	return middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
 		Skipper: func(c echo.Context) bool {
 			p := c.Request().URL.Path
-			return p == "/healthz" || p == "/readyz"
+			return p == "/healthz" || p == "/readyz" || p == "/metrics"
 		},
 		Store: store,
 		IdentifierExtractor: func(c echo.Context) (string, error) {

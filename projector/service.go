@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/tallyvote/tally"
@@ -56,6 +57,8 @@ type Service struct {
 	kv      jetstream.KeyValue
 	restore bool // calls restored from the bucket
 
+	recomputeDur prometheus.Histogram
+
 	consumers map[tally.RegionID]jetstream.ConsumeContext // owned by the run loop
 	sub       *nats.Subscription
 	ctx       context.Context
@@ -87,6 +90,11 @@ func New(cfg Config, nc *nats.Conn) (*Service, error) {
 		callers:   map[tally.ContestID]*Caller{},
 		consumers: map[tally.RegionID]jetstream.ConsumeContext{},
 	}
+	s.recomputeDur = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "tally_projector_recompute_duration_seconds",
+		Help:    "Time to recompute one contest's projection and apply the call rule.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	})
 	for _, c := range cfg.Election.Contests {
 		cb := cfg.Baselines.Contests[c.ID]
 		if cb == nil {
@@ -315,6 +323,14 @@ func (s *Service) decode(r tally.RegionID, subject string, data []byte) (*tally.
 	return rep, nil
 }
 
+// Describe and Collect make the service a prometheus.Collector of its
+// metrics (tally_projector_recompute_duration_seconds): register it on the
+// registry that should serve them, once.
+func (s *Service) Describe(ch chan<- *prometheus.Desc) { s.recomputeDur.Describe(ch) }
+
+// Collect is half of prometheus.Collector; see Describe.
+func (s *Service) Collect(ch chan<- prometheus.Metric) { s.recomputeDur.Collect(ch) }
+
 // recompute projects the dirty contests, applies the call rule, and
 // publishes projections and call events.
 func (s *Service) recompute() {
@@ -342,6 +358,7 @@ func (s *Service) recompute() {
 		if ev := s.callers[c].Update(&est); ev != nil {
 			s.pending = append(s.pending, ev)
 		}
+		s.recomputeDur.Observe(time.Since(start).Seconds())
 		b, err := json.Marshal(est.Projection)
 		if err != nil {
 			s.log.Error().Err(err).Str("contest", string(c)).Msg("encode projection failed")

@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -37,15 +38,21 @@ func (r *Reconciler) startConsumer(ctx context.Context, reg tally.RegionID, from
 		return fmt.Errorf("consumer of mirror %s: %w", name, err)
 	}
 	log := r.log.With().Str("region", string(reg)).Str("stream", name).Logger()
-	cc, err := cons.Consume(func(msg jetstream.Msg) { r.handle(reg, msg) },
+	rc := &regionConsumer{} // see checkStall
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		if !rc.off.Load() {
+			r.handle(reg, msg)
+		}
+	},
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			log.Warn().Err(err).Msg("consume error")
 		}))
 	if err != nil {
 		return fmt.Errorf("consume mirror %s: %w", name, err)
 	}
+	rc.ConsumeContext = cc
 	r.consMu.Lock()
-	r.consumers[reg] = cc
+	r.consumers[reg] = rc
 	r.consMu.Unlock()
 	log.Info().Uint64("seq", from).Msg("consumer started")
 	return nil
@@ -67,6 +74,7 @@ func (r *Reconciler) stopConsumer(reg tally.RegionID) {
 // handle applies one mirrored message. Mirrors keep the region's sequence
 // numbers, so the message's stream sequence is the region's.
 func (r *Reconciler) handle(reg tally.RegionID, msg jetstream.Msg) {
+	start := time.Now()
 	md, err := msg.Metadata()
 	if err != nil {
 		// Without a sequence the message cannot be placed; an ordered
@@ -75,6 +83,7 @@ func (r *Reconciler) handle(reg tally.RegionID, msg jetstream.Msg) {
 		return
 	}
 	r.apply(reg, md.Sequence.Stream, msg.Subject(), msg.Data())
+	r.metrics.apply.Observe(time.Since(start).Seconds())
 }
 
 // apply applies the message stored at sequence seq of region reg's stream.

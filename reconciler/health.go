@@ -29,12 +29,13 @@ func (r *Reconciler) healthLoop() {
 
 // mirrorState is what the hub knows of one region's mirror and link.
 type mirrorState struct {
-	ok      bool          // the stream info was read
-	active  time.Duration // since the mirror last heard from the region; <0: never
-	lag     uint64        // mirror's own count of events behind (stale while cut off)
-	lastSeq uint64        // last region sequence in the mirror
-	leaf    bool          // leaf link up (embedded hub) or, with an external hub, heard within OfflineAfter
-	linkUp  time.Time     // when the leaf link was first seen up in its current connection; zero if unknown
+	ok       bool          // the stream info was read
+	attached bool          // the mirror exists and is consumed
+	active   time.Duration // since the mirror last heard from the region; <0: never
+	lag      uint64        // mirror's own count of events behind (stale while cut off)
+	lastSeq  uint64        // last region sequence in the mirror
+	leaf     bool          // leaf link up (embedded hub) or, with an external hub, heard within OfflineAfter
+	linkUp   time.Time     // when the leaf link was first seen up in its current connection; zero if unknown
 }
 
 // regionStatus derives a region's status from its mirror: offline when the
@@ -89,7 +90,7 @@ func (r *Reconciler) checkHealth(ctx context.Context) {
 			continue
 		}
 		info := s.CachedInfo()
-		st := mirrorState{ok: true, active: -1, lastSeq: info.State.LastSeq}
+		st := mirrorState{ok: true, attached: true, active: -1, lastSeq: info.State.LastSeq}
 		if info.Mirror != nil {
 			st.active, st.lag = info.Mirror.Active, info.Mirror.Lag
 		}
@@ -99,6 +100,12 @@ func (r *Reconciler) checkHealth(ctx context.Context) {
 			st.leaf = st.active >= 0 && st.active <= r.cfg.OfflineAfter
 		}
 		states[i] = st
+	}
+
+	for i, reg := range r.e.Regions {
+		if states[i].attached {
+			r.checkStall(ctx, reg.ID, states[i].lastSeq, now)
+		}
 	}
 
 	// A link seen coming up starts a new contact: until the mirror has heard
@@ -127,6 +134,7 @@ func (r *Reconciler) checkHealth(ctx context.Context) {
 		if !ms.ok {
 			continue // keep what we knew
 		}
+		r.mirrored[i] = ms.attached
 		old := r.statuses[i]
 		st := old
 		st.Lag, st.LastSeq, st.Leaf = ms.lag, ms.lastSeq, ms.leaf
@@ -137,6 +145,9 @@ func (r *Reconciler) checkHealth(ctx context.Context) {
 		}
 		var behind uint64
 		st.Status, behind = regionStatus(ms, st.Applied, now, r.cfg.OfflineAfter, r.cfg.LagThreshold)
+		if st.Status != tally.StatusOffline {
+			r.heard[i] = true
+		}
 		if st.Status != old.Status {
 			st.Since = now
 			for _, c := range r.regionContests[reg.ID] {

@@ -27,6 +27,8 @@ type publisher struct {
 	// report: they are written at most every PrecinctsInterval.
 	precinctsDirty map[tally.ContestID]bool
 	precinctsAt    time.Time
+
+	rev uint64 // revision of the last key written; 0 if none
 }
 
 // PrecinctsInterval bounds how often a contest's precinct results
@@ -63,12 +65,14 @@ func (p *publisher) flush(ctx context.Context) (int, error) {
 		if !ok {
 			continue
 		}
-		if _, err := p.kv.Put(ctx, key, b); err != nil {
+		rev, err := p.kv.Put(ctx, key, b)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("put %s: %w", key, err))
 			keep = append(keep, key)
 			continue
 		}
 		p.last[key] = b
+		p.rev = rev
 		delete(p.pending, key)
 		n++
 	}
@@ -163,6 +167,7 @@ func (r *Reconciler) publish(ctx context.Context) error {
 		r.pub.stage(o.key, b)
 	}
 	n, err := r.pub.flush(ctx)
+	r.metrics.rev.Store(r.pub.rev)
 	if n > 0 {
 		r.log.Debug().Int("keys", n).Int64("duration_ms", time.Since(start).Milliseconds()).Msg("national state published")
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"golang.org/x/crypto/bcrypt"
 
@@ -80,6 +81,12 @@ type Config struct {
 	// off: measured, not adopted, because nats-server 2.15.2 can make such
 	// a mirror skip events. Tests set it.
 	durableMirrors bool
+
+	// Metrics is where the reconciler registers its Prometheus metrics
+	// (tally_mirror_*, tally_region_*, tally_reconciler_*, tally_national_*);
+	// nil means a registry of its own, not exposed. One reconciler per
+	// registry: a second one's metrics collide and New fails.
+	Metrics prometheus.Registerer
 
 	// Logger receives the reconciler's logs and the embedded server's.
 	Logger zerolog.Logger
@@ -151,6 +158,10 @@ type Reconciler struct {
 	dirty          map[tally.ContestID]bool
 	regionsDirty   bool
 	regionIdx      map[tally.RegionID]int // index in statuses
+	// mirrored reports, per region in election order, that its mirror
+	// exists and is consumed (attached, as of the last health check);
+	// heard that the region has been live or lagging since Open.
+	mirrored, heard []bool
 	// chains hash each region's results messages as applied, to compare
 	// with the region's checkpoints.
 	chains map[tally.RegionID]*tally.Chain
@@ -165,10 +176,13 @@ type Reconciler struct {
 
 	snapMu sync.Mutex // one snapshot save at a time
 
-	pub      publisher                    // owned by the publisher goroutine after Open
-	linkUp   map[tally.RegionID]time.Time // owned by checkHealth (Open, then the health loop)
-	attached map[tally.RegionID]bool      // mirror exists and is consumed; owned like linkUp
-	durable  map[tally.RegionID]bool      // the mirror reads a durable consumer; owned like linkUp
+	metrics metrics
+
+	pub      publisher                     // owned by the publisher goroutine after Open
+	linkUp   map[tally.RegionID]time.Time  // owned by checkHealth (Open, then the health loop)
+	attached map[tally.RegionID]bool       // mirror exists and is consumed; owned like linkUp
+	durable  map[tally.RegionID]bool       // the mirror reads a durable consumer; owned like linkUp
+	stalls   map[tally.RegionID]stallState // see checkStall; owned like linkUp
 
 	leafUser, leafPassword     string
 	clientUser, clientPassword string
@@ -243,8 +257,13 @@ func New(cfg Config) (*Reconciler, error) {
 		regionContests: map[tally.RegionID][]tally.ContestID{},
 		regionIdx:      map[tally.RegionID]int{},
 		chains:         map[tally.RegionID]*tally.Chain{},
+		mirrored:       make([]bool, len(cfg.Election.Regions)),
+		heard:          make([]bool, len(cfg.Election.Regions)),
 
 		auditedCheckpoint: map[tally.RegionID]uint64{},
+	}
+	if err := r.registerMetrics(cfg.Metrics); err != nil {
+		return nil, fmt.Errorf("reconciler: metrics: %w", err)
 	}
 	for _, c := range cfg.Election.Contests {
 		for _, reg := range cfg.Election.ContestRegions(c.ID) {
@@ -328,11 +347,15 @@ func (r *Reconciler) Open(ctx context.Context) (err error) {
 	if err := r.connect(); err != nil {
 		return err
 	}
-	kv, err := r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:   tally.NationalBucket,
-		History:  1,
-		Storage:  jetstream.FileStorage,
-		Replicas: r.cfg.NATS.Replicas,
+	var kv jetstream.KeyValue
+	err = r.whileForming(ctx, "create bucket", func() (err error) {
+		kv, err = r.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:   tally.NationalBucket,
+			History:  1,
+			Storage:  jetstream.FileStorage,
+			Replicas: r.cfg.NATS.Replicas,
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("create bucket %s: %w", tally.NationalBucket, err)

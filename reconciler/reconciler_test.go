@@ -306,7 +306,12 @@ func TestRegionOutage(t *testing.T) {
 	if res.Partial {
 		t.Errorf("pres-b still partial: %+v", res)
 	}
-	if st := statusOf(h.r.Statuses(), "r3"); !st.Leaf || st.Applied != last3 || st.LastSeq != last3 {
-		t.Errorf("r3 status = %+v, want leaf up, applied and last seq %d", st, last3)
-	}
+	// The status's sequences are those of the latest health check (every
+	// second), which may have run just before the backlog was applied.
+	waitFor(t, 5*time.Second, "r3 status up to date", func() error {
+		if st := statusOf(h.r.Statuses(), "r3"); !st.Leaf || st.Applied != last3 || st.LastSeq != last3 {
+			return fmt.Errorf("r3 status = %+v, want leaf up, applied and last seq %d", st, last3)
+		}
+		return nil
+	})
 }

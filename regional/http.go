@@ -1,6 +1,7 @@
 package regional
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -35,11 +36,15 @@ func (n *Node) startHTTP() error {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = n.handleError
+	e.Use(n.metrics.http.middleware) // outermost: sees the final status
 	e.Use(n.requestLogger)
 
 	e.GET("/healthz", func(c echo.Context) error {
+		c.Response().Header().Set("Cache-Control", "no-store")
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})
+	e.GET("/readyz", n.readyz)
+	e.GET("/metrics", metricsHandler(n.reg))
 	e.POST("/api/v1/reports", func(c echo.Context) error { return n.handleSubmit(c, false) })
 	e.POST("/api/v1/corrections", func(c echo.Context) error { return n.handleSubmit(c, true) })
 	e.GET("/api/v1/totals", func(c echo.Context) error {
@@ -78,6 +83,32 @@ func (n *Node) startHTTP() error {
 		}
 	}()
 	return nil
+}
+
+// readyzTimeout bounds /readyz's look at the stream.
+const readyzTimeout = 2 * time.Second
+
+// readyz answers 200 when the RESULTS stream answers (its info is read),
+// else 503 with the usual error body. A region cut off from the hub is
+// ready: it keeps taking reports. The failure is not logged as an error
+// (a probe polls it), only at debug level.
+func (n *Node) readyz(c echo.Context) error {
+	c.Response().Header().Set("Cache-Control", "no-store")
+	ctx, cancel := context.WithTimeout(c.Request().Context(), readyzTimeout)
+	defer cancel()
+	err := tally.Errorf(tally.EUNAVAILABLE, "results stream: not created yet")
+	if n.streamOK.Load() {
+		if _, ierr := n.stream.Info(ctx); ierr != nil {
+			err = tally.Errorf(tally.EUNAVAILABLE, "results stream: not answering: %v", ierr)
+		} else {
+			err = nil
+		}
+	}
+	if err != nil {
+		zerolog.Ctx(c.Request().Context()).Debug().Err(err).Msg("not ready")
+		return c.JSON(http.StatusServiceUnavailable, tally.ErrorReply(err))
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }
 
 // requestLogger gives each request an id (X-Request-Id, or a new one) and a

@@ -21,17 +21,23 @@ import (
 const publishTimeout = 30 * time.Second
 
 func (n *Node) handleSubmit(c echo.Context, correctionsOnly bool) error {
-	body, err := n.readBody(c)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), publishTimeout)
-	defer cancel()
-	results, err := n.submit(ctx, body, correctionsOnly)
+	start := time.Now()
+	results, err := n.submitHTTP(c, correctionsOnly)
+	n.metrics.done(viaHTTP, start, err)
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, SubmitResponse{Results: results})
+}
+
+func (n *Node) submitHTTP(c echo.Context, correctionsOnly bool) ([]SubmitResult, error) {
+	body, err := n.readBody(c)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), publishTimeout)
+	defer cancel()
+	return n.submit(ctx, body, correctionsOnly, viaHTTP)
 }
 
 // prepared is one validated report ready to publish.
@@ -47,8 +53,9 @@ type prepared struct {
 
 // submit validates every report of body, checks the corrections against the
 // stream and only then publishes them all. Errors name the offending item;
-// when one is returned before publishing, nothing was published.
-func (n *Node) submit(ctx context.Context, body []byte, correctionsOnly bool) ([]SubmitResult, error) {
+// when one is returned before publishing, nothing was published. via is the
+// transport, for the metrics.
+func (n *Node) submit(ctx context.Context, body []byte, correctionsOnly bool, via int) ([]SubmitResult, error) {
 	start := time.Now()
 	reps, err := tally.DecodeReports(body, n.cfg.HTTP.MaxBatch)
 	if err != nil {
@@ -86,6 +93,7 @@ func (n *Node) submit(ctx context.Context, body []byte, correctionsOnly bool) ([
 	if err := n.publish(ctx, items); err != nil {
 		return nil, err
 	}
+	n.metrics.countAccepted(via, items)
 	results := make([]SubmitResult, len(items))
 	dups := 0
 	for i, p := range items {

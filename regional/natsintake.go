@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -31,7 +32,9 @@ func (n *Node) handleNATSIntake(m *nats.Msg) {
 	defer cancel()
 	ctx = n.log.With().Str("subject", m.Subject).Logger().WithContext(ctx)
 	var reply any
+	start := time.Now()
 	results, err := n.submitNATS(ctx, m)
+	n.metrics.done(viaNATS, start, err)
 	if err != nil {
 		if tally.ErrorCode(err) == tally.EINTERNAL {
 			n.log.Error().Err(err).Str("subject", m.Subject).Msg("nats intake failed")
@@ -69,5 +72,5 @@ func (n *Node) submitNATS(ctx context.Context, m *nats.Msg) ([]SubmitResult, err
 		return nil, tally.Errorf(tally.EFORBIDDEN, "report: precinct %q, contest %q, but sent on the subject of precinct %q, contest %q",
 			r.Precinct, r.Contest, parts[3], parts[4])
 	}
-	return n.submit(ctx, m.Data, false)
+	return n.submit(ctx, m.Data, false, viaNATS)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/tallyvote/tally"
@@ -77,14 +78,20 @@ type Config struct {
 	// checkpoints off. Either way the node makes one at Open when the
 	// stream ends with an event (after a crash) and a last one at Close.
 	CheckpointInterval time.Duration
+	// Metrics is the registry the node's metrics are registered on, each
+	// labelled region=<Region>, and that GET /metrics on the intake serves;
+	// nil means a registry of the node's own. One node per registry: a
+	// second one's metrics collide and New fails.
+	Metrics *prometheus.Registry
 	// Logger receives the node's logs. The zero value logs nothing.
 	Logger zerolog.Logger
 }
 
 // NATSConfig says which NATS server holds the region's RESULTS stream.
 type NATSConfig struct {
-	// URL is the client URL of an external NATS server or cluster. When it is
-	// set, nothing is embedded and the fields below it are ignored.
+	// URL is the client URL of an external NATS server or cluster
+	// (comma-separated URLs). When it is set, nothing is embedded and the
+	// fields below it are ignored, except InternalPassword.
 	URL string
 	// Domain is the JetStream domain of the external server; "" means the
 	// region id. Ignored when embedded (the domain is then the region id).
@@ -123,7 +130,8 @@ type NATSConfig struct {
 	TLS *tls.Config
 	// InternalPassword is the password of the node's own user
 	// ("tally-node"), the only user besides the offices; "" means a random
-	// one. Connect uses it. A secret: never logged.
+	// one. Connect uses it. With an external server (URL), the node logs
+	// in as "tally-node" with it when it is set. A secret: never logged.
 	InternalPassword string
 }
 
@@ -272,6 +280,11 @@ type Node struct {
 	srv *http.Server
 	wg  sync.WaitGroup
 
+	reg     *prometheus.Registry
+	metrics *metrics
+	// streamOK is set once the RESULTS stream exists, for /readyz.
+	streamOK atomic.Bool
+
 	offices  *tally.Offices
 	limits   *officeLimits
 	password string             // the internal user's
@@ -325,6 +338,15 @@ func New(cfg Config) (*Node, error) {
 	if n.password == "" {
 		n.password = randomSecret()
 	}
+	n.reg = cfg.Metrics
+	if n.reg == nil {
+		n.reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(n.reg, n)
+	if err != nil {
+		return nil, fmt.Errorf("region %s: metrics: %w", cfg.Region, err)
+	}
+	n.metrics = m
 	n.offices, _ = tally.NewOffices(cfg.Election, cfg.Region, cfg.Offices) // checked by Validate
 	n.limits = newOfficeLimits(cfg.OfficeRate, cfg.OfficeBurst)
 	for _, p := range cfg.Election.RegionPrecincts(cfg.Region) {
@@ -460,6 +482,10 @@ func (n *Node) connect() error {
 		opts = append(opts, nats.InProcessServer(n.ns), nats.UserInfo(internalUser, n.password))
 	} else {
 		opts = append(opts, nats.MaxReconnects(-1), nats.RetryOnFailedConnect(false))
+		if n.cfg.NATS.InternalPassword != "" {
+			// The external server's user for the node, as embedded.
+			opts = append(opts, nats.UserInfo(internalUser, n.cfg.NATS.InternalPassword))
+		}
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -478,6 +504,10 @@ func (n *Node) connect() error {
 	n.js = js
 	return nil
 }
+
+// formingRetry is how long a node on an external cluster retries creating
+// its stream while the cluster forms.
+const formingRetry = 30 * time.Second
 
 // streamConfig is the RESULTS stream: every report and correction of the
 // region, and the node's checkpoints, kept forever (a region must outlast
@@ -505,10 +535,24 @@ func (n *Node) streamConfig() jetstream.StreamConfig {
 // before checkpoints existed gets the checkpoint subject added.
 func (n *Node) createStream(ctx context.Context) error {
 	s, err := n.js.CreateOrUpdateStream(ctx, n.streamConfig())
+	// An external cluster that is still forming refuses to place replicas
+	// on a node it does not yet know to be up ("no suitable peers for
+	// placement") or has no JetStream leader yet: a node started with its
+	// servers retries, once a second, for up to formingRetry.
+	for deadline := time.Now().Add(formingRetry); err != nil && n.ns == nil && time.Now().Before(deadline); {
+		n.log.Warn().Err(err).Msg("create stream failed: retrying while the cluster forms")
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("create stream %s: %w", tally.ResultsStream, err)
+		case <-time.After(time.Second):
+		}
+		s, err = n.js.CreateOrUpdateStream(ctx, n.streamConfig())
+	}
 	if err != nil {
 		return fmt.Errorf("create stream %s: %w", tally.ResultsStream, err)
 	}
 	n.stream = s
+	n.streamOK.Store(true)
 	return nil
 }
 

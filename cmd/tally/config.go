@@ -84,8 +84,11 @@ type RegionConfig struct {
 	Region   string         `json:"region"`
 	Election ElectionSource `json:"election"`
 	NATS     struct {
-		URL      string `json:"url,omitempty"`    // external NATS; empty = embedded server
-		Domain   string `json:"domain,omitempty"` // JetStream domain on external NATS; empty = the region id
+		URL    string `json:"url,omitempty"`    // external NATS (comma-separated URLs of a cluster); empty = embedded server
+		Domain string `json:"domain,omitempty"` // JetStream domain on external NATS; empty = the region id
+		// Replicas is the RESULTS stream's replica count on external NATS
+		// (3 on a three-node cluster); 0 = 1. An embedded server holds one.
+		Replicas int    `json:"replicas,omitempty"`
 		Host     string `json:"host"`
 		Port     int    `json:"port"`      // client port; 0 = random
 		StoreDir string `json:"store_dir"` // JetStream store of the embedded server
@@ -194,6 +197,9 @@ func (c *RegionConfig) Validate() error {
 			return fmt.Errorf("nats.port: %d is not a port", c.NATS.Port)
 		}
 	}
+	if err := validReplicas(c.NATS.Replicas, c.NATS.URL); err != nil {
+		return err
+	}
 	if _, err := parseSync(c.NATS.Sync); err != nil {
 		return fmt.Errorf("nats.sync: %v", err)
 	}
@@ -233,7 +239,10 @@ func (c *RegionConfig) Validate() error {
 type HubConfig struct {
 	Election ElectionSource `json:"election"`
 	NATS     struct {
-		URL      string `json:"url,omitempty"` // external NATS; empty = embedded server
+		URL string `json:"url,omitempty"` // external NATS (comma-separated URLs of a cluster); empty = embedded server
+		// Replicas is the replica count of the hub's streams and buckets on
+		// external NATS (3 on a three-node cluster); 0 = 1.
+		Replicas int    `json:"replicas,omitempty"`
 		Host     string `json:"host"`
 		Port     int    `json:"port"`      // client port, for gateways
 		LeafPort int    `json:"leaf_port"` // leaf-node port, for regions
@@ -313,6 +322,9 @@ func (c *HubConfig) Validate() error {
 			}
 		}
 	}
+	if err := validReplicas(c.NATS.Replicas, c.NATS.URL); err != nil {
+		return err
+	}
 	if c.HTTP.Addr == "" {
 		return fmt.Errorf("http.addr: required")
 	}
@@ -343,6 +355,18 @@ func (c *HubConfig) Validate() error {
 		return err
 	}
 	return c.Log.validate()
+}
+
+// validReplicas checks nats.replicas: 0 (one) to 5, and more than one only
+// on external NATS (url set).
+func validReplicas(n int, url string) error {
+	if n < 0 || n > 5 {
+		return fmt.Errorf("nats.replicas: want 1 to 5, got %d", n)
+	}
+	if n > 1 && url == "" {
+		return fmt.Errorf("nats.replicas: %d needs an external NATS cluster (nats.url); the embedded server holds one replica", n)
+	}
+	return nil
 }
 
 // DemoConfig configures `tally demo`: regions, hub, gateway and a replay in

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/tallyvote/tally"
@@ -34,6 +35,7 @@ type Demo struct {
 	tempDir     bool
 
 	rec     *reconciler.Reconciler
+	metrics *prometheus.Registry // the hub's: reconciler, projector and gateway
 	gw      *gateway.Gateway
 	nc      *nats.Conn
 	proj    *projector.Service
@@ -126,11 +128,12 @@ func (d *Demo) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("outage: %w", err)
 	}
+	d.metrics = newRegistry()
 	d.rec, d.gw, d.nc, err = openHub(ctx, e, reconciler.Config{
 		Election: e,
 		NATS:     reconciler.NATSConfig{StoreDir: filepath.Join(d.dataDir, "hub")},
 		Logger:   d.Logger,
-	}, gateway.Config{Addr: d.Config.HTTP.Addr, AdminToken: d.Config.HTTP.AdminToken, Links: d}, d.Logger)
+	}, gateway.Config{Addr: d.Config.HTTP.Addr, AdminToken: d.Config.HTTP.AdminToken, Links: d, Metrics: d.metrics}, d.Logger)
 	if err != nil {
 		return err
 	}
@@ -148,6 +151,9 @@ func (d *Demo) Run(ctx context.Context) error {
 	var off string
 	d.proj, d.pnc, off, err = openProjector(ctx, le, d.Config.Projector, d.rec.ClientURL(), d.rec.ClientOptions(), d.Logger)
 	if err != nil {
+		return err
+	}
+	if err := registerProjector(d.metrics, d.proj); err != nil {
 		return err
 	}
 	// One office per county, with its own key pair in the data directory;

@@ -57,6 +57,7 @@ func (m *HubMain) ParseFlags(args []string, getenv func(string) string) error {
 		"TALLY_NATS_STORE_DIR": setString(&c.NATS.StoreDir),
 		"TALLY_NATS_PORT":      setInt(&c.NATS.Port),
 		"TALLY_NATS_LEAF_PORT": setInt(&c.NATS.LeafPort),
+		"TALLY_NATS_REPLICAS":  setInt(&c.NATS.Replicas),
 		"TALLY_HTTP_ADDR":      setString(&c.HTTP.Addr),
 		"TALLY_LOG_LEVEL":      setString(&c.Log.Level),
 		// Secrets: from the environment or files only.
@@ -85,13 +86,14 @@ func (m *HubMain) Run(ctx context.Context) error {
 	}
 	c := m.Config
 	nc := reconciler.NATSConfig{
-		URL: c.NATS.URL, Host: c.NATS.Host, Port: c.NATS.Port, LeafPort: c.NATS.LeafPort, StoreDir: c.NATS.StoreDir,
+		URL: c.NATS.URL, Replicas: c.NATS.Replicas, Host: c.NATS.Host, Port: c.NATS.Port, LeafPort: c.NATS.LeafPort, StoreDir: c.NATS.StoreDir,
 		LeafUser: c.NATS.LeafUser, LeafPassword: c.NATS.LeafPassword,
 	}
 	if c.NATS.PasswordFile != "" || c.NATS.Password != "" || c.NATS.URL != "" {
 		nc.ClientUser, nc.ClientPassword = c.NATS.User, c.NATS.Password
 	}
-	gc := gateway.Config{Addr: c.HTTP.Addr, AdminToken: c.HTTP.AdminToken, RateLimit: c.HTTP.RateLimit, RateBurst: c.HTTP.RateBurst}
+	gc := gateway.Config{Addr: c.HTTP.Addr, AdminToken: c.HTTP.AdminToken, RateLimit: c.HTTP.RateLimit, RateBurst: c.HTTP.RateBurst,
+		Metrics: newRegistry()}
 	clientTLS, err := loadHubSecrets(&c, &nc, &gc)
 	if err != nil {
 		return err
@@ -114,6 +116,9 @@ func (m *HubMain) Run(ctx context.Context) error {
 		return err // Close closes the hub
 	}
 	m.proj, m.pnc = proj, pnc
+	if err := registerProjector(gc.Metrics, proj); err != nil {
+		return err // Close closes the hub and the projector
+	}
 	if off != "" {
 		m.Logger.Info().Str("reason", off).Msg("projections off")
 	}
@@ -171,7 +176,14 @@ func loadHubSecrets(c *HubConfig, nc *reconciler.NATSConfig, gc *gateway.Config)
 // gc sets the gateway's address and admin token; its election and logger
 // are e and l.
 // natsOpts are added to the gateway's connection options (TLS).
+// The reconciler registers its metrics on gc.Metrics (a new registry when
+// nil), which the gateway serves on /metrics, and the gateway's /readyz
+// asks the reconciler about the regions.
 func openHub(ctx context.Context, e *tally.Election, rc reconciler.Config, gc gateway.Config, l zerolog.Logger, natsOpts ...nats.Option) (*reconciler.Reconciler, *gateway.Gateway, *nats.Conn, error) {
+	if gc.Metrics == nil {
+		gc.Metrics = newRegistry()
+	}
+	rc.Metrics = gc.Metrics
 	rec, err := reconciler.New(rc)
 	if err != nil {
 		return nil, nil, nil, err
@@ -184,7 +196,7 @@ func openHub(ctx context.Context, e *tally.Election, rc reconciler.Config, gc ga
 	if err != nil {
 		return nil, nil, nil, errors.Join(fmt.Errorf("connect gateway to hub: %w", err), rec.Close())
 	}
-	gc.Election, gc.Logger = e, l
+	gc.Election, gc.Logger, gc.Health = e, l, rec
 	gw, err := gateway.New(gc, nc)
 	if err == nil {
 		err = gw.Open(ctx)

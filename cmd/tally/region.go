@@ -49,6 +49,7 @@ func (m *RegionMain) ParseFlags(args []string, getenv func(string) string) error
 		"TALLY_NATS_STORE_DIR": setString(&c.NATS.StoreDir),
 		"TALLY_NATS_HUB":       setString(&c.NATS.Hub),
 		"TALLY_NATS_PORT":      setInt(&c.NATS.Port),
+		"TALLY_NATS_REPLICAS":  setInt(&c.NATS.Replicas),
 		"TALLY_NATS_SYNC":      setString(&c.NATS.Sync),
 		"TALLY_HTTP_ADDR":      setString(&c.HTTP.Addr),
 		"TALLY_LOG_LEVEL":      setString(&c.Log.Level),
@@ -84,7 +85,7 @@ func (m *RegionMain) Run(ctx context.Context) error {
 		return err
 	}
 	nc := regional.NATSConfig{
-		URL: c.NATS.URL, Domain: c.NATS.Domain, Host: c.NATS.Host, Port: c.NATS.Port,
+		URL: c.NATS.URL, Domain: c.NATS.Domain, Replicas: c.NATS.Replicas, Host: c.NATS.Host, Port: c.NATS.Port,
 		StoreDir: c.NATS.StoreDir, HubURL: c.NATS.Hub, HubUser: c.NATS.HubUser,
 		HubPassword: c.NATS.HubPassword, InternalPassword: c.NATS.Password,
 	}
@@ -106,6 +107,7 @@ func (m *RegionMain) Run(ctx context.Context) error {
 		OfficeRate:         c.HTTP.OfficeRate,
 		OfficeBurst:        c.HTTP.OfficeBurst,
 		CheckpointInterval: time.Duration(c.CheckpointInterval),
+		Metrics:            newRegistry(),
 		Logger:             m.Logger,
 	})
 	if err != nil {

@@ -1,0 +1,88 @@
+package gateway
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// httpBuckets are the request duration buckets, in seconds. An event
+// stream's request lasts as long as its viewer stays, and lands in +Inf.
+var httpBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// registerMetrics registers the gateway's metrics on reg: the request
+// durations, observed by the middleware, and the viewers, read from the
+// hub at scrape time.
+func (g *Gateway) registerMetrics(reg prometheus.Registerer) error {
+	g.httpDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "tally_http_request_duration_seconds",
+		Help:    "HTTP request durations, by route template (\"unmatched\" for no route), method and status class (2xx, 4xx, ...).",
+		Buckets: httpBuckets,
+	}, []string{"route", "method", "status"})
+	viewers := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tally_sse_viewers",
+		Help: "Viewers connected to the live event stream (GET /api/v1/stream).",
+	}, func() float64 { return float64(g.hub.clients.Load()) })
+	dropped := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "tally_sse_viewers_dropped_total",
+		Help: "Viewers disconnected from the live event stream as too slow (their queue was full).",
+	}, func() float64 { return float64(g.hub.dropped.Load()) })
+	for _, c := range []prometheus.Collector{g.httpDuration, viewers, dropped} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// observe records every request's duration once its response is final: it
+// runs outside requestContext, which renders errors.
+func (g *Gateway) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		status := c.Response().Status
+		if err != nil {
+			status = http.StatusInternalServerError
+			var he *echo.HTTPError
+			if errors.As(err, &he) {
+				status = he.Code
+			}
+		}
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		g.httpDuration.WithLabelValues(route, httpMethod(c.Request().Method), statusClass(status)).Observe(time.Since(start).Seconds())
+		return err
+	}
+}
+
+// metricsHandler serves the gateway's registry (with tally hub, the
+// reconciler's and the projector's metrics too).
+func (g *Gateway) metricsHandler() echo.HandlerFunc {
+	return echo.WrapHandler(promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+}
+
+// httpMethod bounds the method label to the standard methods.
+func httpMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
+}
+
+var statusClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
+
+func statusClass(status int) string {
+	if i := status/100 - 1; i >= 0 && i < len(statusClasses) {
+		return statusClasses[i]
+	}
+	return "other"
+}
