@@ -31,6 +31,7 @@ Usage:
   tally export   [flags]   write every stored event of the hub's mirrors (or a region's stream) as an event log
   tally verify   [flags]   recompute totals, hash chains, checkpoints and signatures from the raw events and compare
   tally report   [flags]   the canvass report (HTML, CSV, JSON) or NIST CDF results, recomputed from the raw events
+  tally bench    [flags]   whole-system benchmark on a synthetic election, each figure against a baseline
 
 Run 'tally <command> -h' for a command's flags.
 `
@@ -78,6 +79,8 @@ func main() {
 		cmd = NewVerifyMain(os.Stdout)
 	case "report":
 		cmd = NewReportMain(os.Stdout)
+	case "bench":
+		cmd = NewBenchMain(os.Stdout, os.Stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return

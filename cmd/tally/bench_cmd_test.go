@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tallyvote/tally"
+)
+
+// TestBenchEncoding checks that the bench's hand-written report encoding is
+// the canonical one, so that the raw baseline publishes the bytes the
+// regions store.
+func TestBenchEncoding(t *testing.T) {
+	b, err := newBenchElection(20, 3, 2, 2, 0.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []cell{{r: 0, p: 0, j: 0}, {r: 1, p: 15, j: 2}} {
+		for _, r := range []*tally.Report{b.report(c, 0), b.report(c, 1), b.correction(c, 42)} {
+			want, err := r.Encode()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := appendReport(nil, r); !bytes.Equal(got, want) {
+				t.Errorf("appendReport = %s, want %s", got, want)
+			}
+		}
+	}
+}
+
+// TestBenchCommand runs `tally bench --quick` (the hub, the regions and the
+// baseline server as child processes of the built binary) and checks that
+// every row of the table has positive figures, and that --json parses.
+func TestBenchCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a hub and two regions")
+	}
+	exe := MustBuildTally(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out, logs bytes.Buffer
+	m := NewBenchMain(&out, &logs)
+	m.Exe = exe
+	if err := m.ParseFlags([]string{"--quick", "--json", "--viewers", "100", "--backlog", "2000"}, func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(ctx); err != nil {
+		t.Fatalf("bench: %v\nprogress:\n%s", err, logs.String())
+	}
+	var rep benchReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("--json output does not parse: %v\n%s", err, out.String())
+	}
+	if !rep.Completed {
+		t.Errorf("completed = false")
+	}
+	want := []string{"ingest", "freshness p50", "freshness p99", "fan-out p50", "fan-out p99", "reads", "catch-up", "hub peak RSS", "region peak RSS"}
+	got := map[string]benchRow{}
+	for _, r := range rep.Rows {
+		got[r.Name] = r
+	}
+	for _, name := range want {
+		r, ok := got[name]
+		if !ok {
+			t.Errorf("no row %q", name)
+			continue
+		}
+		if r.Value <= 0 || r.Baseline <= 0 || r.Ratio <= 0 {
+			t.Errorf("row %q: value %v, baseline %v, ratio %v; want all positive", name, r.Value, r.Baseline, r.Ratio)
+		}
+	}
+	if rep.Machine.Cores <= 0 || rep.Machine.Go == "" {
+		t.Errorf("machine = %+v", rep.Machine)
+	}
+	if !strings.Contains(logs.String(), "[ingest") {
+		t.Errorf("no progress line for the ingest:\n%s", logs.String())
+	}
+
+	// The table form prints the same rows.
+	var table bytes.Buffer
+	rep.print(&table)
+	for _, name := range want {
+		if !strings.Contains(table.String(), name+" ") {
+			t.Errorf("table has no row %q:\n%s", name, table.String())
+		}
+	}
+}

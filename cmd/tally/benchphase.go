@@ -1,0 +1,337 @@
+package main
+
+// The measurements of `tally bench` after the ingest: freshness, fan-out,
+// reads and catch-up, each with its baseline.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tallyvote/tally"
+)
+
+// prober sends the probe reports: each raises candidate a's votes in the
+// probe cell by one, so update k of the probe contest has total_votes
+// base+k.
+type prober struct {
+	b      *benchElection
+	c      cell
+	intake string
+	hc     *http.Client
+	k      int64
+	base   int64 // the contest's total_votes after the ingest
+	prefix []byte
+}
+
+// send posts probe k+1 as a single report and returns its number.
+func (p *prober) send(ctx context.Context) (int64, error) {
+	p.k++
+	rep := p.b.report(p.c, p.b.reports-1)
+	rep.ID = tally.EventID(fmt.Sprintf("%s-probe-%d", rep.Region, p.k))
+	for m, cand := range benchCandidates {
+		f, fx := p.b.finalVotes(p.c, m)
+		if p.b.corrected(p.c) {
+			f = fx
+		}
+		rep.Votes[cand] = f
+	}
+	rep.Votes[benchCandidates[0]] += p.k
+	rep.ReportedAt = benchNight.Add(24 * time.Hour)
+	body := appendReport(nil, rep)
+	_, err := postReports(ctx, p.hc, p.intake+"/api/v1/reports", body)
+	return p.k, err
+}
+
+// quantiles returns p50, p99 and max of ds.
+func quantiles(ds []time.Duration) (p50, p99, mx time.Duration) {
+	if len(ds) == 0 {
+		return 0, 0, 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	q := func(f float64) time.Duration { return s[min(len(s)-1, int(f*float64(len(s))))] }
+	return q(0.5), q(0.99), s[len(s)-1]
+}
+
+// backgroundLoad posts further rounds of reports of every cell but the
+// probe contest to every region at rate events/s in total, until ctx ends.
+// It returns how many events it sent.
+func (b *benchElection) backgroundLoad(ctx context.Context, hc *http.Client, intakes []string, rate float64, batch int, skip tally.ContestID, sent *atomic.Int64) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, len(b.regions))
+	per := rate / float64(len(b.regions))
+	for r := range b.regions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cells := b.regionCells(r, 0, 1)
+			start := time.Now()
+			i, n := 0, 0
+			round := b.reports + 100
+			for ctx.Err() == nil {
+				body := []byte{'['}
+				cnt := 0
+				for cnt < batch {
+					if i == len(cells) {
+						i, round = 0, round+1
+					}
+					c := cells[i]
+					i++
+					if benchContest(b.regions[r], c.j) == skip {
+						continue
+					}
+					if cnt > 0 {
+						body = append(body, ',')
+					}
+					body = appendReport(body, b.report(c, round))
+					cnt++
+				}
+				body = append(body, ']')
+				if _, err := postReports(ctx, hc, intakes[r]+"/api/v1/reports", body); err != nil {
+					if ctx.Err() == nil {
+						errs <- err
+					}
+					return
+				}
+				n += cnt
+				sent.Add(int64(cnt))
+				if wait := time.Until(start.Add(time.Duration(float64(n) / per * float64(time.Second)))); wait > 0 {
+					select {
+					case <-time.After(wait): // pacing the load
+					case <-ctx.Done():
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// baselineFrame returns an SSE contest frame of data with total_votes set
+// to total.
+func baselineFrame(data []byte, total int64) []byte {
+	i := bytes.Index(data, sseTotalVotes)
+	out := []byte("id: 1\nevent: contest\ndata: ")
+	if i < 0 {
+		return append(append(out, data...), "\n\n"...)
+	}
+	j := i + len(sseTotalVotes)
+	for j < len(data) && data[j] >= '0' && data[j] <= '9' {
+		j++
+	}
+	out = append(out, data[:i+len(sseTotalVotes)]...)
+	out = strconv.AppendInt(out, total, 10)
+	out = append(out, data[j:]...)
+	return append(out, "\n\n"...)
+}
+
+// postBaseline posts body to the baseline server's path.
+func postBaseline(ctx context.Context, hc *http.Client, method, u string, body []byte, etag string) error {
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if etag != "" {
+		req.Header.Set("X-ETag", etag)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s %s: %s", method, u, resp.Status)
+	}
+	return nil
+}
+
+// fanOut measures how long one update takes to reach every viewer: from
+// the first viewer's receipt to the last one's, over updates updates, each
+// started by trigger(k). It also returns trigger to last receipt.
+func fanOut(ctx context.Context, vs viewers, updates int, trigger func(k int64) error, next func() int64) (spreads, ends []time.Duration, missed int, err error) {
+	for range updates {
+		k := next()
+		start := time.Now()
+		if err := trigger(k); err != nil {
+			return nil, nil, 0, err
+		}
+		got, live := vs.wait(ctx, k, 30*time.Second)
+		missed += len(vs) - got
+		if got == 0 {
+			return nil, nil, missed, fmt.Errorf("no viewer got update %d (%d live)", k, live)
+		}
+		first, last, _ := vs.spread(k)
+		spreads = append(spreads, last.Sub(first))
+		ends = append(ends, last.Sub(start))
+		time.Sleep(200 * time.Millisecond) // let the stream settle between updates
+	}
+	return spreads, ends, missed, ctx.Err()
+}
+
+// readLoad measures GET requests/s on u with n keep-alive clients for d.
+func readLoad(ctx context.Context, u string, n int, d time.Duration) (float64, error) {
+	tr := &http.Transport{MaxIdleConns: n, MaxIdleConnsPerHost: n, MaxConnsPerHost: n, DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	var count atomic.Int64
+	var failed atomic.Value
+	run := func(dur time.Duration, counting bool) {
+		end := time.Now().Add(dur)
+		var wg sync.WaitGroup
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for time.Now().Before(end) && ctx.Err() == nil {
+					req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil) // u is valid
+					resp, err := hc.Do(req)
+					if err != nil {
+						failed.Store(err)
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						failed.Store(fmt.Errorf("GET %s: %s", u, resp.Status))
+						return
+					}
+					if counting {
+						count.Add(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	run(d/5, false) // warm up: connections open, caches hot
+	start := time.Now()
+	run(d, true)
+	el := time.Since(start)
+	if err, ok := failed.Load().(error); ok {
+		return 0, err
+	}
+	return float64(count.Load()) / el.Seconds(), nil
+}
+
+// catchUpSeries polls applied() until it reaches target and returns when
+// the first event past from was applied, the count applied then, and when
+// all were.
+func catchUpSeries(ctx context.Context, from, target uint64, timeout time.Duration, applied func() (uint64, error)) (first time.Time, firstN uint64, done time.Time, err error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		n, err := applied()
+		now := time.Now()
+		if err == nil {
+			if first.IsZero() && n > from {
+				first, firstN = now, n
+			}
+			if n >= target {
+				if first.IsZero() {
+					first, firstN = now, n
+				}
+				return first, firstN, now, nil
+			}
+		}
+		if now.After(deadline) {
+			return first, firstN, now, fmt.Errorf("%d of %d applied after %s (last error: %v)", n, target, timeout, err)
+		}
+		if ctx.Err() != nil {
+			return first, firstN, now, ctx.Err()
+		}
+		time.Sleep(10 * time.Millisecond) // polling progress
+	}
+}
+
+// mirrorBaseline measures the catch-up baseline: a backlog stored in the
+// RESULTS stream of one embedded server (domain "origin"), mirrored by a
+// plain JetStream mirror on a second one (domain "hubx") over a leaf link
+// through the same kind of TCP proxy the regions use; the mirror is created
+// once the backlog is in place. It returns the events mirrored per second
+// from the first event in the mirror to the last.
+func mirrorBaseline(ctx context.Context, dir string, gen func(func(*tally.Report) error) error, region tally.RegionID, timeout time.Duration) (int, time.Duration, error) {
+	var hopts *server.Options
+	hub, err := embeddedJS(dir+"/hubx", "hubx", func(o *server.Options) { o.LeafNode.Host, o.LeafNode.Port, hopts = "127.0.0.1", -1, o })
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() { hub.Shutdown(); hub.WaitForShutdown() }()
+	proxy, err := newLinkProxy(net.JoinHostPort("127.0.0.1", strconv.Itoa(hopts.LeafNode.Port)))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer proxy.Close()
+	u, _ := url.Parse("nats-leaf://" + proxy.Addr()) // a valid URL
+	origin, err := embeddedJS(dir+"/origin", "origin", func(o *server.Options) {
+		o.LeafNode.Remotes = []*server.RemoteLeafOpts{{URLs: []*url.URL{u}}}
+		o.LeafNode.ReconnectInterval = time.Second
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() { origin.Shutdown(); origin.WaitForShutdown() }()
+	onc, err := nats.Connect(origin.ClientURL())
+	if err != nil {
+		return 0, 0, err
+	}
+	defer onc.Close()
+	ojs, err := jetstream.New(onc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return 0, 0, err
+	}
+	if _, err := ojs.CreateStream(ctx, jetstream.StreamConfig{Name: tally.ResultsStream, Subjects: []string{tally.ResultsSubjects(region)}, Storage: jetstream.FileStorage}); err != nil {
+		return 0, 0, err
+	}
+	n, err := asyncPublish(ctx, ojs, gen, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	hnc, err := nats.Connect(hub.ClientURL())
+	if err != nil {
+		return 0, 0, err
+	}
+	defer hnc.Close()
+	hjs, err := jetstream.New(hnc)
+	if err != nil {
+		return 0, 0, err
+	}
+	// Wait for the leaf link before creating the mirror.
+	for deadline := time.Now().Add(10 * time.Second); origin.NumLeafNodes() == 0; {
+		if time.Now().After(deadline) {
+			return 0, 0, fmt.Errorf("baseline mirror: no leaf link")
+		}
+		time.Sleep(20 * time.Millisecond) // polling the link
+	}
+	s, err := hjs.CreateStream(ctx, jetstream.StreamConfig{Name: "MIRROR_X", Storage: jetstream.FileStorage,
+		Mirror: &jetstream.StreamSource{Name: tally.ResultsStream, Domain: "origin"}})
+	if err != nil {
+		return 0, 0, err
+	}
+	first, firstN, done, err := catchUpSeries(ctx, 0, uint64(n), timeout, func() (uint64, error) {
+		info, err := s.Info(ctx)
+		if err != nil {
+			return 0, err
+		}
+		return info.State.Msgs, nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("baseline mirror: %w", err)
+	}
+	return int(uint64(n) - firstN), done.Sub(first), nil
+}
