@@ -17,6 +17,7 @@ func TestConfigs(t *testing.T) {
 	}{
 		{"region.yaml", NewRegionMain(nil)},
 		{"hub.yaml", NewHubMain(nil)},
+		{"gateway.yaml", NewGatewayMain(nil)},
 		{"demo.yaml", NewDemo(nil, nil)},
 		{"nats/hub/tally-hub.yaml", NewHubMain(nil)},
 		{"nats/region-nh-1/tally-region.yaml", NewRegionMain(nil)},

@@ -35,6 +35,10 @@ type federation struct {
 	api     string // gateway base URL
 }
 
+// federationPassword is the password of the hub's client user "hub" in a
+// federation, for the clients a test adds (gateway replicas).
+const federationPassword = "federation-test"
+
 // MustRunFederation starts a federation for e and closes it at test end.
 func MustRunFederation(tb testing.TB, e *tally.Election, logs bool) *federation {
 	tb.Helper()
@@ -51,8 +55,9 @@ func MustRunFederation(tb testing.TB, e *tally.Election, logs bool) *federation 
 	var err error
 	f.rec, f.gw, f.nc, err = openHub(ctx, e, reconciler.Config{
 		Election: e,
-		NATS:     reconciler.NATSConfig{StoreDir: filepath.Join(dir, "hub")},
-		Logger:   l,
+		NATS: reconciler.NATSConfig{StoreDir: filepath.Join(dir, "hub"),
+			ClientUser: "hub", ClientPassword: federationPassword},
+		Logger: l,
 	}, gateway.Config{Addr: "127.0.0.1:0"}, l)
 	if err != nil {
 		tb.Fatal(err)

@@ -23,6 +23,7 @@ Usage:
   tally demo     [flags]   regions, hub, dashboard and a replay of real results, in one process
   tally region   [flags]   a region node: embedded JetStream, intake API, regional totals
   tally hub      [flags]   the hub: mirrors of every region, national totals, dashboard and API
+  tally gateway  [flags]   a gateway replica: the dashboard and API from a hub's national state, no reconciler
   tally replay   [flags]   replay a results file through the regions' intake
   tally election [flags]   print the election definition built from a results file
   tally eval     [flags]   replay results against their baseline in many orders and score the projector
@@ -63,6 +64,8 @@ func main() {
 		cmd = NewRegionMain(os.Stderr)
 	case "hub":
 		cmd = NewHubMain(os.Stderr)
+	case "gateway":
+		cmd = NewGatewayMain(os.Stderr)
 	case "replay":
 		cmd = NewReplayMain(os.Stdout, os.Stderr)
 	case "election":
