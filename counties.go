@@ -70,34 +70,106 @@ type PrecinctResults struct {
 }
 
 // CountyResults returns contest c's results by county. Every county with a
-// precinct in the contest is listed, reported or not.
+// precinct in the contest is listed, reported or not. The sums are kept up
+// to date by Apply (see countyIndex), so this costs a copy per county, not a
+// pass over the contest's precincts.
 func (t *Totals) CountyResults(c ContestID) CountyResults {
-	out := CountyResults{Contest: c, Counties: []CountyResult{}}
-	byName := map[string]*CountyResult{}
+	ci := t.countyIndex(c)
+	out := CountyResults{Contest: c, Counties: make([]CountyResult, 0, len(ci.counties))}
+	for _, ca := range ci.counties {
+		if ca.stale {
+			t.recount(c, ca)
+		}
+		cr := ca.res
+		cr.Votes = make(map[CandidateID]int64, len(ca.res.Votes))
+		for cand, n := range ca.res.Votes {
+			cr.Votes[cand] = n
+		}
+		cr.Regions = append([]RegionID{}, ca.res.Regions...)
+		out.Counties = append(out.Counties, cr)
+	}
+	return out
+}
+
+// countyIndex is a contest's counties: their precincts, from the election,
+// and their sums, kept up to date by Apply once the index exists. A Totals
+// builds it for a contest the first time CountyResults asks.
+type countyIndex struct {
+	counties []*countyAgg       // sorted by name
+	of       map[PrecinctID]int // precinct -> index in counties
+	cands    map[CandidateID]bool
+}
+
+// countyAgg is one county of a countyIndex.
+type countyAgg struct {
+	precincts []PrecinctID // in the contest's order
+	res       CountyResult // the sums; Votes and Regions are not shared outside
+	// stale: res must be recounted from the cells before it is read (a
+	// change Apply cannot follow by addition: the latest report time going
+	// back, or a candidate outside the contest).
+	stale bool
+}
+
+func (t *Totals) countyIndex(c ContestID) *countyIndex {
+	if ci := t.countyIdx[c]; ci != nil {
+		return ci
+	}
+	ci := &countyIndex{of: map[PrecinctID]int{}, cands: map[CandidateID]bool{}}
+	if con := t.e.Contest(c); con != nil {
+		for _, cand := range con.Candidates {
+			ci.cands[cand.ID] = true
+		}
+	}
+	byName := map[string]*countyAgg{}
 	var names []string
 	for _, pid := range t.e.ContestPrecincts(c) {
 		p := t.e.Precinct(pid)
-		cr := byName[p.County]
-		if cr == nil {
-			cr = &CountyResult{County: p.County, Votes: map[CandidateID]int64{}, Regions: []RegionID{}}
-			if con := t.e.Contest(c); con != nil {
-				for _, cand := range con.Candidates {
-					cr.Votes[cand.ID] = 0
-				}
-			}
-			byName[p.County] = cr
+		ca := byName[p.County]
+		if ca == nil {
+			ca = &countyAgg{res: CountyResult{County: p.County, Regions: []RegionID{}}}
+			byName[p.County] = ca
 			names = append(names, p.County)
 		}
-		if len(cr.Regions) == 0 || cr.Regions[len(cr.Regions)-1] != p.Region {
+		if len(ca.res.Regions) == 0 || ca.res.Regions[len(ca.res.Regions)-1] != p.Region {
 			seen := false
-			for _, r := range cr.Regions {
+			for _, r := range ca.res.Regions {
 				seen = seen || r == p.Region
 			}
 			if !seen {
-				cr.Regions = append(cr.Regions, p.Region)
+				ca.res.Regions = append(ca.res.Regions, p.Region)
 			}
 		}
-		cr.Precincts.Total++
+		ca.precincts = append(ca.precincts, pid)
+	}
+	sort.Strings(names)
+	for i, n := range names {
+		ca := byName[n]
+		ci.counties = append(ci.counties, ca)
+		for _, pid := range ca.precincts {
+			ci.of[pid] = i
+		}
+		t.recount(c, ca)
+	}
+	if t.countyIdx == nil {
+		t.countyIdx = map[ContestID]*countyIndex{}
+	}
+	t.countyIdx[c] = ci
+	return ci
+}
+
+// recount sums county ca of contest c from its precincts' cells.
+func (t *Totals) recount(c ContestID, ca *countyAgg) {
+	cr := &ca.res
+	cr.Votes = map[CandidateID]int64{}
+	if con := t.e.Contest(c); con != nil {
+		for _, cand := range con.Candidates {
+			cr.Votes[cand.ID] = 0
+		}
+	}
+	cr.TotalVotes, cr.BallotsCast, cr.Corrections = 0, 0, 0
+	cr.Precincts = PrecinctCount{Total: len(ca.precincts)}
+	cr.LastUpdate = time.Time{}
+	for _, pid := range ca.precincts {
 		cell := t.cells[cellKey{pid, c}]
 		if cell == nil {
 			continue
@@ -116,11 +188,66 @@ func (t *Totals) CountyResults(c ContestID) CountyResults {
 			cr.LastUpdate = cell.ReportedAt
 		}
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		out.Counties = append(out.Counties, *byName[n])
+	ca.stale = false
+}
+
+// countyApply moves the county sums of contest c from precinct p's old cell
+// (nil when it had none) to its new one, when the contest has an index.
+func (t *Totals) countyApply(c ContestID, p PrecinctID, old *Cell, cell *Cell) {
+	ci := t.countyIdx[c]
+	if ci == nil {
+		return
 	}
-	return out
+	i, ok := ci.of[p]
+	if !ok {
+		return // not reached: the report is valid
+	}
+	ca := ci.counties[i]
+	if ca.stale {
+		return
+	}
+	cr := &ca.res
+	if old != nil {
+		for cand, n := range old.Votes {
+			if !ci.cands[cand] {
+				ca.stale = true
+				return
+			}
+			cr.Votes[cand] -= n
+			cr.TotalVotes -= n
+		}
+		cr.BallotsCast -= old.BallotsCast
+		cr.Corrections -= old.Corrections
+		if old.Complete {
+			cr.Precincts.Complete--
+		}
+	} else {
+		cr.Precincts.Reporting++
+	}
+	for cand, n := range cell.Votes {
+		if !ci.cands[cand] {
+			ca.stale = true
+			return
+		}
+		cr.Votes[cand] += n
+		cr.TotalVotes += n
+	}
+	cr.BallotsCast += cell.BallotsCast
+	cr.Corrections += cell.Corrections
+	if cell.Complete {
+		cr.Precincts.Complete++
+	}
+	// The latest report time is the first cell's, in the contest's order,
+	// with the latest instant. It follows a later time; anything else (the
+	// latest cell going back, an equal instant written otherwise) recounts.
+	switch {
+	case old != nil && !old.ReportedAt.Before(cr.LastUpdate) && !cell.ReportedAt.After(old.ReportedAt):
+		ca.stale = true
+	case cell.ReportedAt.After(cr.LastUpdate):
+		cr.LastUpdate = cell.ReportedAt
+	case cell.ReportedAt.Equal(cr.LastUpdate) && cell.ReportedAt != cr.LastUpdate:
+		ca.stale = true
+	}
 }
 
 // PrecinctResults returns the reported precincts of region r in contest c.

@@ -1,7 +1,12 @@
 package tally_test
 
 import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
 	"testing"
+	"time"
 
 	"github.com/tallyvote/tally"
 )
@@ -47,5 +52,59 @@ func TestCountyAndPrecinctResults(t *testing.T) {
 	}
 	if k := tally.PrecinctsKey("xa-president", p1.Region); k != "precincts.xa-president."+string(p1.Region) {
 		t.Errorf("PrecinctsKey = %q", k)
+	}
+}
+
+// The county results Apply keeps up to date equal those counted afresh from
+// the cells, whatever the order, times and corrections of the reports.
+func TestCountyResultsIncremental(t *testing.T) {
+	e, _ := MustBuildSmall(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	zones := []*time.Location{time.UTC, time.FixedZone("e", 3600)}
+	for _, c := range e.Contests {
+		tt := tally.NewTotals(e)
+		tt.CountyResults(c.ID) // the index first: Apply keeps it from here
+		pids := e.ContestPrecincts(c.ID)
+		seq := map[tally.RegionID]uint64{}
+		base := time.Date(2020, 11, 3, 20, 0, 0, 0, time.UTC)
+		for i := range 300 {
+			p := e.Precinct(pids[rng.IntN(len(pids))])
+			votes := map[tally.CandidateID]int64{}
+			for _, cand := range c.Candidates {
+				if rng.IntN(4) > 0 {
+					votes[cand.ID] = rng.Int64N(100)
+				}
+			}
+			if len(votes) == 0 {
+				votes[c.Candidates[0].ID] = 1
+			}
+			rep := &tally.Report{ID: tally.EventID(fmt.Sprintf("%s-%d", p.Region, i)), Region: p.Region, Precinct: p.ID,
+				Contest: c.ID, Votes: votes, Complete: rng.IntN(2) == 0,
+				ReportedAt: base.Add(time.Duration(rng.IntN(20)) * time.Minute).In(zones[rng.IntN(2)])}
+			if rng.IntN(3) == 0 {
+				rep.BallotsCast = i64(1000)
+			}
+			if rng.IntN(5) == 0 {
+				rep.Correction = &tally.Correction{Supersedes: "x", SupersedesSeq: 1, Reason: "typo"}
+			}
+			seq[p.Region]++
+			tt.Apply(seq[p.Region], rep)
+			if i%7 != 0 {
+				continue
+			}
+			fresh, err := tally.RestoreTotals(e, tt.State())
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, want := tt.CountyResults(c.ID), fresh.CountyResults(c.ID)
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s after %d reports: CountyResults() = %+v, want %+v", c.ID, i+1, got, want)
+			}
+			gb, _ := json.Marshal(got)
+			wb, _ := json.Marshal(want)
+			if string(gb) != string(wb) {
+				t.Fatalf("%s after %d reports: JSON %s, want %s", c.ID, i+1, gb, wb)
+			}
+		}
 	}
 }

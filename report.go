@@ -108,6 +108,14 @@ func (r *Report) Encode() ([]byte, error) {
 // counts that are not integers are refused with EINVALID, naming the field.
 // It checks the shape only; Validate checks a report against an election.
 func DecodeReport(b []byte) (*Report, error) {
+	if r, ok := decodeCanonicalReport(b); ok {
+		return r, nil
+	}
+	return decodeReportJSON(b)
+}
+
+// decodeReportJSON is DecodeReport with encoding/json alone.
+func decodeReportJSON(b []byte) (*Report, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	var r Report
@@ -301,6 +309,9 @@ func (r *Report) Validate(e *Election) error {
 	if len(r.Votes) == 0 {
 		return Errorf(EINVALID, "votes: at least one candidate count required")
 	}
+	if r.countsFine(e) {
+		return r.validateRest(p, c)
+	}
 	var sum int64
 	for _, cand := range sortedCandidates(r.Votes) {
 		n := r.Votes[cand]
@@ -342,6 +353,72 @@ func (r *Report) Validate(e *Election) error {
 				return Errorf(EINVALID, "vote_types: candidate %q has votes by type but none in votes", cand)
 			}
 		}
+	}
+	return r.validateRest(p, c)
+}
+
+// countsFine reports whether r's votes and vote types pass the checks of
+// Validate. Validate checks them in sorted order, so that an error names the
+// first bad count whatever the map order; sorting costs allocations, so it
+// does that only when this quick pass finds something wrong.
+func (r *Report) countsFine(e *Election) bool {
+	var sum int64
+	for cand, n := range r.Votes {
+		if n < 0 || e.Candidate(r.Contest, cand) == nil {
+			return false
+		}
+		sum += n
+		if sum < 0 {
+			return false
+		}
+	}
+	if r.VoteTypes == nil {
+		return true
+	}
+	if len(r.Votes) > 8 {
+		return false // the slow path's sums then; rare
+	}
+	var keys [8]CandidateID
+	var byCand [8]int64
+	nk := 0
+	for k := range r.Votes {
+		keys[nk] = k
+		nk++
+	}
+	for vt, m := range r.VoteTypes {
+		if !ValidVoteType(vt) {
+			return false
+		}
+		for cand, n := range m {
+			if n < 0 || e.Candidate(r.Contest, cand) == nil {
+				return false
+			}
+			i := 0
+			for i < nk && keys[i] != cand {
+				i++
+			}
+			if i == nk {
+				if n != 0 {
+					return false
+				}
+				continue
+			}
+			byCand[i] += n
+		}
+	}
+	for i := range nk {
+		if byCand[i] != r.Votes[keys[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// validateRest is Validate past the counts.
+func (r *Report) validateRest(p *Precinct, c *Contest) error {
+	var sum int64
+	for _, n := range r.Votes {
+		sum += n
 	}
 	if r.Overvotes < 0 {
 		return Errorf(EINVALID, "overvotes: must be a non-negative integer, got %d", r.Overvotes)

@@ -43,8 +43,22 @@ func PrecinctSubjects(r RegionID, p PrecinctID) string {
 // ParseResultsSubject splits a results subject into its region, precinct and
 // contest. ok is false when s is not a results subject.
 func ParseResultsSubject(s string) (r RegionID, p PrecinctID, c ContestID, ok bool) {
-	parts := strings.Split(s, ".")
-	if len(parts) != 5 || parts[0] != "tally" || parts[2] != "results" {
+	// strings.Split, without its allocation: this runs for every event.
+	var parts [5]string
+	n := 0
+	for n < 4 {
+		i := strings.IndexByte(s, '.')
+		if i < 0 {
+			break
+		}
+		parts[n], s = s[:i], s[i+1:]
+		n++
+	}
+	if n != 4 || strings.IndexByte(s, '.') >= 0 {
+		return "", "", "", false
+	}
+	parts[4] = s
+	if parts[0] != "tally" || parts[2] != "results" {
 		return "", "", "", false
 	}
 	return RegionID(parts[1]), PrecinctID(parts[3]), ContestID(parts[4]), true

@@ -17,6 +17,9 @@ type Totals struct {
 	// corrections holds the latest correction applied per precinct and
 	// contest (see PrecinctResults); nil until the first.
 	corrections map[cellKey]*Correction
+	// countyIdx holds each contest's results by county, once CountyResults
+	// has asked for them; Apply keeps them up to date.
+	countyIdx map[ContestID]*countyIndex
 }
 
 type cellKey struct {
@@ -106,6 +109,11 @@ func (t *Totals) Apply(seq uint64, rep *Report) bool {
 		rt = &RegionTally{Votes: map[CandidateID]int64{}}
 		ct.Regions[rep.Region] = rt
 	}
+	var old *Cell
+	if cell != nil && t.countyIdx[rep.Contest] != nil {
+		c := *cell
+		old = &c
+	}
 	if cell == nil {
 		cell = &Cell{}
 		t.cells[k] = cell
@@ -166,6 +174,7 @@ func (t *Totals) Apply(seq uint64, rep *Report) bool {
 	cell.Complete = rep.Complete
 	cell.ReportedAt = rep.ReportedAt
 	cell.Reports++
+	t.countyApply(rep.Contest, rep.Precinct, old, cell)
 	if rep.ReportedAt.After(ct.Updated) {
 		ct.Updated = rep.ReportedAt
 	}

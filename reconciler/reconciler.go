@@ -65,7 +65,8 @@ type Config struct {
 	LagThreshold uint64
 	// SnapshotInterval is how often the reconciler's state is saved to
 	// the tally.SnapshotBucket object store, when something was applied
-	// since the last save; it is saved at Close too. After a crash, Open
+	// since the last save (less often while a save takes more than a tenth
+	// of the time since the last one); it is saved at Close too. After a crash, Open
 	// restores the last snapshot and resumes each region at the sequence
 	// after the snapshot's. 0 means 2s.
 	SnapshotInterval time.Duration

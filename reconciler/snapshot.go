@@ -112,22 +112,37 @@ func (r *Reconciler) saveSnapshot(ctx context.Context) error {
 	return nil
 }
 
-// snapshotLoop saves the state every SnapshotInterval when it changed.
-// Close saves it a last time.
+// snapshotBudget bounds the share of time the snapshots take: after a save
+// that took d, the next waits at least d*snapshotBudget from the start of
+// this one, even past SnapshotInterval. A large state under load (every
+// save encodes every cell) then costs at most about a tenth of a core,
+// instead of the apply path's CPU; a restart replays a little more of the
+// mirrors, applied once as ever.
+const snapshotBudget = 10
+
+// snapshotLoop saves the state every SnapshotInterval when it changed, or
+// less often when a save takes long (snapshotBudget). Close saves it a last
+// time.
 func (r *Reconciler) snapshotLoop() {
 	defer r.wg.Done()
 	t := time.NewTicker(r.cfg.SnapshotInterval)
 	defer t.Stop()
+	var next time.Time
 	for {
 		select {
 		case <-r.ctx.Done():
 			return
-		case <-t.C:
+		case now := <-t.C:
+			if now.Before(next) {
+				continue
+			}
+			start := time.Now()
 			ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
 			if err := r.saveSnapshot(ctx); err != nil && r.ctx.Err() == nil {
 				r.log.Error().Err(err).Msg("snapshot failed")
 			}
 			cancel()
+			next = start.Add(snapshotBudget * time.Since(start))
 		}
 	}
 }
