@@ -13,7 +13,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/nats-io/nats.go"
-	"github.com/rs/zerolog"
 
 	"github.com/tallyvote/tally"
 )
@@ -80,7 +79,7 @@ func (g *Gateway) postAdminCall(c echo.Context) error {
 		return err
 	}
 	call, err := g.requestCall(req.Context(), ac)
-	l := zerolog.Ctx(req.Context())
+	l := requestLogger(g.cfg.Logger, c)
 	if err != nil {
 		if code := tally.ErrorCode(err); code != tally.EINTERNAL { // internal errors are logged by handleError
 			l.Info().Str("code", code).Str("contest", string(ac.Contest)).Str("action", ac.Action).Msg("admin call refused")
@@ -158,6 +157,6 @@ func (g *Gateway) postRegionLink(c echo.Context) error {
 	if err := g.cfg.Links.SetRegionLink(id, *in.Up); err != nil {
 		return err
 	}
-	zerolog.Ctx(c.Request().Context()).Warn().Str("region", string(id)).Bool("up", *in.Up).Msg("region link set by admin")
+	requestLogger(g.cfg.Logger, c).Warn().Str("region", string(id)).Bool("up", *in.Up).Msg("region link set by admin")
 	return c.JSON(http.StatusOK, map[string]any{"region": id, "up": *in.Up})
 }

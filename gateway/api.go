@@ -42,13 +42,23 @@ func (g *Gateway) routes() *echo.Echo {
 	return e
 }
 
+// Header values of publicAPI, shared by every response (see
+// publicCacheControlHdr).
+var (
+	allowOriginHdr   = []string{"*"}
+	exposeHeadersHdr = []string{"ETag, X-Request-Id"}
+	nosniffHdr       = []string{"nosniff"}
+)
+
 // publicAPI marks the API as public, read-only data any site may fetch.
+// The allowed origin is "*", the same for every request, so a cache needs
+// no Vary: Origin.
 func publicAPI(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		h := c.Response().Header()
-		h.Set("Access-Control-Allow-Origin", "*")
-		h.Set("Access-Control-Expose-Headers", "ETag, X-Request-Id")
-		h.Set("X-Content-Type-Options", "nosniff")
+		h["Access-Control-Allow-Origin"] = allowOriginHdr
+		h["Access-Control-Expose-Headers"] = exposeHeadersHdr
+		h["X-Content-Type-Options"] = nosniffHdr
 		return next(c)
 	}
 }

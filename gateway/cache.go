@@ -15,8 +15,9 @@ import (
 // resource is a pre-encoded JSON response with its strong ETag. It is
 // immutable once built and shared by every request.
 type resource struct {
-	body []byte
-	etag string
+	body    []byte
+	etag    string
+	etagHdr []string // {etag}, the header value shared by every response
 }
 
 func newResource(v any) (*resource, error) {
@@ -29,7 +30,8 @@ func newResource(v any) (*resource, error) {
 
 func resourceOf(body []byte) *resource {
 	sum := sha256.Sum256(body)
-	return &resource{body: body, etag: `"` + base64.RawURLEncoding.EncodeToString(sum[:18]) + `"`}
+	etag := `"` + base64.RawURLEncoding.EncodeToString(sum[:18]) + `"`
+	return &resource{body: body, etag: etag, etagHdr: []string{etag}}
 }
 
 // view is the cached national state, rebuilt by the watcher after every
@@ -44,15 +46,38 @@ type view struct {
 	feed      *resource                          // the latest feed items
 }
 
-// serve writes r with its ETag, or 304 when the client has it already.
+// publicCacheControl is the Cache-Control of the cached JSON (election,
+// contests, regions, feed, results by county, every precinct): any cache,
+// a CDN in particular, may keep a response for a second and serve it for
+// a few seconds more while it revalidates with the ETag (a 304 when
+// nothing changed). A second's staleness is what a reader of the JSON
+// accepts; the live stream brings every change as it happens. Errors are
+// no-store (handleError), so an outage is never cached.
+const publicCacheControl = "public, max-age=1, stale-while-revalidate=5"
+
+// Header values shared by every response that carries them: a header map
+// holds the slice itself, so these save an allocation per header and
+// request. net/http only reads them; Header.Add on a full slice copies it.
+var (
+	publicCacheControlHdr = []string{publicCacheControl}
+	jsonContentTypeHdr    = []string{echo.MIMEApplicationJSON}
+)
+
+// serve writes r with its ETag, or 304 when the client has it already. A
+// 304 carries the same ETag and Cache-Control, and no Content-Type.
 func serve(c echo.Context, r *resource) error {
-	h := c.Response().Header()
-	h.Set("ETag", r.etag)
-	h.Set("Cache-Control", "no-cache")
-	if etagMatch(c.Request().Header.Get("If-None-Match"), r.etag) {
-		return c.NoContent(http.StatusNotModified)
+	w := c.Response()
+	h := w.Header()
+	h["Etag"] = r.etagHdr // canonical form of "ETag"
+	h["Cache-Control"] = publicCacheControlHdr
+	if inm := c.Request().Header["If-None-Match"]; len(inm) > 0 && etagMatch(inm[0], r.etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return nil
 	}
-	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, r.body)
+	h["Content-Type"] = jsonContentTypeHdr
+	w.WriteHeader(http.StatusOK)
+	_, err := w.Write(r.body)
+	return err
 }
 
 // etagMatch reports whether an If-None-Match header matches etag (weak

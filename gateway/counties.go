@@ -276,15 +276,36 @@ type precinctRow struct {
 }
 
 // precinctTable is every precinct of a contest, in election order, with its
-// latest result. It is immutable once built.
+// latest result. It is immutable once built. The watcher makes one for
+// every change of a contest's precinct results, but its rows are built
+// only when a request needs them (most tables are replaced unread).
 type precinctTable struct {
-	contest tally.ContestID
-	rows    []precinctRow
-	once    sync.Once
-	all     *resource
+	contest  tally.ContestID
+	e        *tally.Election
+	byRegion map[tally.RegionID][]tally.PrecinctResult // never modified
+	rowsOnce sync.Once
+	rowList  []precinctRow
+	once     sync.Once
+	all      *resource
 }
 
+// newPrecinctTable returns the table of contest cid from each region's
+// precinct results; it keeps a copy of the map, not of the results, which
+// the watcher replaces and never modifies.
 func newPrecinctTable(e *tally.Election, cid tally.ContestID, byRegion map[tally.RegionID][]tally.PrecinctResult) *precinctTable {
+	return &precinctTable{contest: cid, e: e, byRegion: maps.Clone(byRegion)}
+}
+
+// rows returns the table's rows, building them on first use.
+func (t *precinctTable) rows() []precinctRow {
+	t.rowsOnce.Do(func() {
+		t.rowList = precinctRows(t.e, t.contest, t.byRegion)
+		t.byRegion = nil
+	})
+	return t.rowList
+}
+
+func precinctRows(e *tally.Election, cid tally.ContestID, byRegion map[tally.RegionID][]tally.PrecinctResult) []precinctRow {
 	latest := map[tally.PrecinctID]*tally.PrecinctResult{}
 	for _, list := range byRegion {
 		for i := range list {
@@ -292,7 +313,7 @@ func newPrecinctTable(e *tally.Election, cid tally.ContestID, byRegion map[tally
 		}
 	}
 	ids := e.ContestPrecincts(cid)
-	t := &precinctTable{contest: cid, rows: make([]precinctRow, 0, len(ids))}
+	rows := make([]precinctRow, 0, len(ids))
 	for _, pid := range ids {
 		p := e.Precinct(pid)
 		row := precinctRow{ID: pid, Name: p.Name, County: p.County, Region: p.Region, Votes: map[tally.CandidateID]int64{},
@@ -304,9 +325,9 @@ func newPrecinctTable(e *tally.Election, cid tally.ContestID, byRegion map[tally
 			}
 			row.Reports, row.Corrections, row.ReportedAt, row.Seq, row.Correction = r.Reports, r.Corrections, r.ReportedAt, r.Seq, r.Correction
 		}
-		t.rows = append(t.rows, row)
+		rows = append(rows, row)
 	}
-	return t
+	return rows
 }
 
 // precinctPage is the shape of GET /api/v1/contests/{id}/precincts.
@@ -345,9 +366,10 @@ func (g *Gateway) getContestPrecincts(c echo.Context) error {
 		return g.detailNotFound(id, "precinct results")
 	}
 	qp := c.QueryParams()
+	rows := t.rows()
 	if len(qp) == 0 {
 		t.once.Do(func() {
-			r, err := newResource(precinctPage{Contest: t.contest, Total: len(t.rows), Matched: len(t.rows), Precincts: t.rows})
+			r, err := newResource(precinctPage{Contest: t.contest, Total: len(rows), Matched: len(rows), Precincts: rows})
 			if err != nil {
 				r = resourceOf([]byte(`{"contest":"` + string(t.contest) + `","precincts":[]}`))
 			}
@@ -378,9 +400,9 @@ func (g *Gateway) getContestPrecincts(c echo.Context) error {
 	q := strings.ToLower(strings.TrimSpace(qp.Get("q")))
 	county, region := qp.Get("county"), tally.RegionID(qp.Get("region"))
 	corrected := qp.Get("corrected") == "true"
-	page := precinctPage{Contest: id, Total: len(t.rows), Offset: offset, Precincts: []precinctRow{}}
-	for i := range t.rows {
-		r := &t.rows[i]
+	page := precinctPage{Contest: id, Total: len(rows), Offset: offset, Precincts: []precinctRow{}}
+	for i := range rows {
+		r := &rows[i]
 		if (q != "" && !strings.Contains(r.search, q)) || (county != "" && r.County != county) ||
 			(region != "" && r.Region != region) || (corrected && r.Corrections == 0) {
 			continue

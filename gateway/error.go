@@ -5,7 +5,6 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
-	"github.com/rs/zerolog"
 
 	"github.com/tallyvote/tally"
 )
@@ -18,6 +17,7 @@ func (g *Gateway) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return // an event stream that failed mid-way: nothing more to send
 	}
+	log := requestLogger(g.cfg.Logger, c)
 	status, body := http.StatusInternalServerError, tally.ErrorDetail{Code: tally.EINTERNAL, Message: "internal error"}
 	var he *echo.HTTPError
 	switch {
@@ -29,17 +29,17 @@ func (g *Gateway) handleError(err error, c echo.Context) {
 			body.Message = m
 		}
 		if status >= 500 {
-			zerolog.Ctx(c.Request().Context()).Error().Err(err).Msg("request failed")
+			log.Error().Err(err).Msg("request failed")
 		}
 	case tally.ErrorCode(err) != tally.EINTERNAL:
 		code := tally.ErrorCode(err)
 		status = tally.HTTPStatus(code)
 		body = tally.ErrorReply(err).Error
 		if status >= 500 && status != http.StatusServiceUnavailable {
-			zerolog.Ctx(c.Request().Context()).Error().Err(err).Msg("request failed")
+			log.Error().Err(err).Msg("request failed")
 		}
 	default:
-		zerolog.Ctx(c.Request().Context()).Error().Err(err).Msg("request failed")
+		log.Error().Err(err).Msg("request failed")
 	}
 	if status == http.StatusServiceUnavailable {
 		c.Response().Header().Set("Retry-After", "2")
@@ -52,6 +52,6 @@ func (g *Gateway) handleError(err error, c echo.Context) {
 		werr = c.JSON(status, tally.ErrorBody{Error: body})
 	}
 	if werr != nil {
-		zerolog.Ctx(c.Request().Context()).Debug().Err(werr).Msg("error response not sent")
+		log.Debug().Err(werr).Msg("error response not sent")
 	}
 }

@@ -123,6 +123,8 @@ type Gateway struct {
 
 	reg          *prometheus.Registry
 	httpDuration *prometheus.HistogramVec
+	observers    atomic.Pointer[map[observerKey]prometheus.Observer] // see observer
+	observersMu  sync.Mutex                                          // held to add to observers
 
 	view     atomic.Pointer[view] // nil until the bucket's values are loaded
 	auditSem chan struct{}

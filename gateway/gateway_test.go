@@ -72,7 +72,7 @@ func TestElection(t *testing.T) {
 	if got.Precincts != 3 {
 		t.Errorf("precincts = %d, want 3", got.Precincts)
 	}
-	if res.header.Get("ETag") == "" || res.header.Get("Cache-Control") != "no-cache" {
+	if res.header.Get("ETag") == "" || res.header.Get("Cache-Control") != publicCache {
 		t.Errorf("headers = %v", res.header)
 	}
 }
@@ -190,7 +190,7 @@ func TestETag(t *testing.T) {
 	url := v.base + "/api/v1/contests/gov-nm"
 	first := get(t, url)
 	etag := first.header.Get("ETag")
-	if first.status != 200 || !strings.HasPrefix(etag, `"`) || first.header.Get("Cache-Control") != "no-cache" {
+	if first.status != 200 || !strings.HasPrefix(etag, `"`) || first.header.Get("Cache-Control") != publicCache {
 		t.Fatalf("first GET = %d etag %q cache %q", first.status, etag, first.header.Get("Cache-Control"))
 	}
 	if res := get(t, url, "If-None-Match", etag); res.status != http.StatusNotModified || len(res.body) != 0 {
@@ -220,6 +220,66 @@ func TestETag(t *testing.T) {
 	}
 	if res := get(t, url, "If-None-Match", `"x", W/`+res.header.Get("ETag")); res.status != http.StatusNotModified {
 		t.Errorf("GET with a list of ETags = %d, want 304", res.status)
+	}
+}
+
+// publicCache is the Cache-Control of the cached JSON: a CDN may keep it a
+// second, and serve it a little longer while it revalidates with the ETag.
+const publicCache = "public, max-age=1, stale-while-revalidate=5"
+
+// TestCacheControl checks each kind of response's caching policy: cached
+// JSON (and its 304) public for a second with an ETag; the query pages,
+// the audit trail and the stream never stored as fresh; errors, health and
+// admin answers never stored.
+func TestCacheControl(t *testing.T) {
+	v := MustEnv(t, nil)
+	contest := get(t, v.base+"/api/v1/contests/pres-nm")
+	tests := []struct {
+		name    string
+		path    string
+		headers []string
+		status  int
+		cache   string
+		etag    bool
+	}{
+		{"Election", "/api/v1/election", nil, 200, publicCache, true},
+		{"Contests", "/api/v1/contests", nil, 200, publicCache, true},
+		{"Contest", "/api/v1/contests/pres-nm", nil, 200, publicCache, true},
+		{"NotModified", "/api/v1/contests/pres-nm", []string{"If-None-Match", contest.header.Get("ETag")}, 304, publicCache, true},
+		{"Regions", "/api/v1/regions", nil, 200, publicCache, true},
+		{"Feed", "/api/v1/feed", nil, 200, publicCache, true},
+		{"AllPrecincts", "/api/v1/contests/pres-nm/precincts", nil, 200, publicCache, true},
+		{"PrecinctPage", "/api/v1/contests/pres-nm/precincts?limit=1", nil, 200, "no-cache", false},
+		{"UnknownContest", "/api/v1/contests/nope", nil, 404, "no-store", false},
+		{"Healthz", "/healthz", nil, 200, "no-store", false},
+		{"Readyz", "/readyz", nil, 200, "no-store", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := get(t, v.base+tt.path, tt.headers...)
+			if res.status != tt.status {
+				t.Fatalf("status = %d, want %d", res.status, tt.status)
+			}
+			if got := res.header.Get("Cache-Control"); got != tt.cache {
+				t.Errorf("Cache-Control = %q, want %q", got, tt.cache)
+			}
+			if got := res.header.Get("ETag") != ""; got != tt.etag {
+				t.Errorf("ETag %q, want one: %v", res.header.Get("ETag"), tt.etag)
+			}
+			if strings.HasPrefix(tt.path, "/api/") && res.header.Get("Access-Control-Allow-Origin") != "*" {
+				t.Errorf("Access-Control-Allow-Origin = %q, want *", res.header.Get("Access-Control-Allow-Origin"))
+			}
+			if res.header.Get("X-Request-Id") == "" {
+				t.Errorf("no X-Request-Id")
+			}
+			if ct := res.header.Get("Content-Type"); tt.status == 200 && !strings.HasPrefix(ct, "application/json") {
+				t.Errorf("Content-Type = %q", ct)
+			}
+		})
+	}
+	if _, h, _ := postAdmin(t, v.base, "", `{}`); h.Get("Cache-Control") != "no-store" {
+		got := h.Get("Cache-Control")
+		t.Errorf("admin Cache-Control = %q, want no-store", got)
 	}
 }
 
@@ -492,8 +552,11 @@ func TestCloseEndsStreams(t *testing.T) {
 	}
 }
 
+// BenchmarkContestGet serves a cached contest through the echo handler,
+// with every middleware; the rate limit is off (as in tally bench), or it
+// would answer 429 once the burst is spent.
 func BenchmarkContestGet(b *testing.B) {
-	v := MustEnv(b, nil)
+	v := MustEnv(b, func(c *gateway.Config) { c.RateLimit = -1 })
 	h := v.g.Handler()
 	req := httptest.NewRequest(http.MethodGet, "/api/v1/contests/pres-nm", nil)
 	b.ReportAllocs()

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"maps"
 	"net/http"
 	"time"
 
@@ -57,9 +58,46 @@ func (g *Gateway) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if route == "" {
 			route = "unmatched"
 		}
-		g.httpDuration.WithLabelValues(route, httpMethod(c.Request().Method), statusClass(status)).Observe(time.Since(start).Seconds())
+		g.observer(route, httpMethod(c.Request().Method), statusClass(status)).Observe(time.Since(start).Seconds())
 		return err
 	}
+}
+
+// maxObservers bounds the label sets kept by observer.
+const maxObservers = 1024
+
+// observerKey is one label set of httpDuration.
+type observerKey struct{ route, method, status string }
+
+// observer returns httpDuration's observer of a label set. The label sets
+// are bounded (routes x methods x status classes), so each one's observer
+// is looked up once and kept in a map that is replaced, never modified:
+// the request path reads it without a lock or an allocation.
+func (g *Gateway) observer(route, method, status string) prometheus.Observer {
+	k := observerKey{route, method, status}
+	if m := g.observers.Load(); m != nil {
+		if o, ok := (*m)[k]; ok {
+			return o
+		}
+	}
+	g.observersMu.Lock()
+	defer g.observersMu.Unlock()
+	var m map[observerKey]prometheus.Observer
+	if old := g.observers.Load(); old != nil {
+		if o, ok := (*old)[k]; ok {
+			return o
+		}
+		m = maps.Clone(*old)
+	} else {
+		m = map[observerKey]prometheus.Observer{}
+	}
+	o := g.httpDuration.WithLabelValues(route, method, status)
+	if len(m) >= maxObservers {
+		return o // a bound that the route templates never reach
+	}
+	m[k] = o
+	g.observers.Store(&m)
+	return o
 }
 
 // metricsHandler serves the gateway's registry (with tally hub, the

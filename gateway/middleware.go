@@ -14,19 +14,22 @@ import (
 const requestIDHeader = "X-Request-Id"
 
 // requestContext gives each request an id (the caller's X-Request-Id when it
-// is sane, else a random one), echoes it in the response, and puts a logger
-// carrying request_id into the request context. It turns a panic into an
-// internal error and logs each request at debug level.
+// is sane, else a random one) and echoes it in the response. It turns a
+// panic into an internal error and logs each request at debug level.
+//
+// It does not put a logger into the request context: building one costs
+// allocations that most requests, cached reads above all, never use. Code
+// that logs for a request takes requestLogger, which carries request_id.
 func (g *Gateway) requestContext(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) (err error) {
 		req := c.Request()
-		id := req.Header.Get(requestIDHeader)
-		if !validRequestID(id) {
+		var id string
+		if v := req.Header[requestIDHeader]; len(v) > 0 && validRequestID(v[0]) {
+			id = v[0]
+		} else {
 			id = newRequestID()
 		}
-		c.Response().Header().Set(requestIDHeader, id)
-		l := g.cfg.Logger.With().Str("request_id", id).Logger()
-		c.SetRequest(req.WithContext(l.WithContext(req.Context())))
+		c.Response().Header()[requestIDHeader] = []string{id}
 		start := time.Now()
 		defer func() {
 			if r := recover(); r != nil {
@@ -39,12 +42,22 @@ func (g *Gateway) requestContext(next echo.HandlerFunc) echo.HandlerFunc {
 				c.Error(err)
 				err = nil
 			}
-			l.Debug().Str("method", req.Method).Str("path", req.URL.Path).
-				Int("status", c.Response().Status).
-				Int64("duration_ms", time.Since(start).Milliseconds()).Msg("request served")
+			if g.cfg.Logger.GetLevel() <= zerolog.DebugLevel && zerolog.GlobalLevel() <= zerolog.DebugLevel {
+				l := requestLogger(g.cfg.Logger, c)
+				l.Debug().Str("method", req.Method).Str("path", req.URL.Path).
+					Int("status", c.Response().Status).
+					Int64("duration_ms", time.Since(start).Milliseconds()).Msg("request served")
+			}
 		}()
 		return next(c)
 	}
+}
+
+// requestLogger returns l with the request's request_id, the one
+// requestContext set on the response.
+func requestLogger(l zerolog.Logger, c echo.Context) *zerolog.Logger {
+	rl := l.With().Str("request_id", c.Response().Header().Get(requestIDHeader)).Logger()
+	return &rl
 }
 
 func validRequestID(id string) bool {
@@ -62,7 +75,9 @@ func validRequestID(id string) bool {
 func newRequestID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	return hex.EncodeToString(b[:])
+	var h [24]byte
+	hex.Encode(h[:], b[:])
+	return string(h[:])
 }
 
 // serverLogWriter sends the http.Server's own log lines (TLS handshake

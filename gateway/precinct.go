@@ -45,7 +45,8 @@ func (g *Gateway) getPrecinct(c echo.Context) error {
 	default:
 		return tally.Errorf(tally.EUNAVAILABLE, "too many audit requests; retry shortly")
 	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), auditTimeout)
+	ctx := requestLogger(g.cfg.Logger, c).WithContext(c.Request().Context())
+	ctx, cancel := context.WithTimeout(ctx, auditTimeout)
 	defer cancel()
 	trail, err := g.auditTrail(ctx, p)
 	if err != nil {

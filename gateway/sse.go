@@ -17,6 +17,11 @@ import (
 const (
 	pingInterval      = 15 * time.Second
 	streamWriteWindow = 10 * time.Second // a viewer that takes longer to accept a write is dropped
+	// A stream's write deadline is moved at most this often, to
+	// streamWriteWindow+deadlineRefresh ahead: every write still has at
+	// least streamWriteWindow, and most batches cost no deadline update
+	// (a timer change in the runtime's poller, per viewer).
+	deadlineRefresh = 5 * time.Second
 )
 
 // event is one change of the national bucket, formatted once for every viewer.
@@ -242,19 +247,26 @@ func (g *Gateway) stream(c echo.Context) error {
 	}
 	defer g.hub.unsubscribe(cl)
 
-	w := c.Response()
-	rc := http.NewResponseController(w)
-	// The server's read and write timeouts suit short requests; a stream
-	// lives on, with a write deadline per batch instead.
-	_ = rc.SetReadDeadline(time.Time{}) // best effort: not every writer supports deadlines
-	h := w.Header()
+	resp := c.Response()
+	h := resp.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // ask reverse proxies not to buffer
-	w.WriteHeader(http.StatusOK)
+	resp.WriteHeader(http.StatusOK)
+	// Frames go straight to the server's writer, without echo's wrapper
+	// (which would only count them), and are flushed once per batch.
+	w := resp.Writer
+	rc := http.NewResponseController(w)
+	// The server's read and write timeouts suit short requests; a stream
+	// lives on, with a write deadline kept ahead of its writes instead.
+	_ = rc.SetReadDeadline(time.Time{}) // best effort: not every writer supports deadlines
+	var refreshAt time.Time             // when to move the write deadline next
 
 	write := func(frames ...[]byte) error {
-		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteWindow))
+		if now := time.Now(); !now.Before(refreshAt) {
+			_ = rc.SetWriteDeadline(now.Add(streamWriteWindow + deadlineRefresh))
+			refreshAt = now.Add(deadlineRefresh)
+		}
 		for _, f := range frames {
 			if _, err := w.Write(f); err != nil {
 				return err

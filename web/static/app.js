@@ -142,7 +142,10 @@
 
   async function loadFeed() {
     try {
-      const res = await fetch(api + "feed", { headers: { Accept: "application/json" } });
+      // The API lets CDNs and browsers reuse a response for a second;
+      // "no-cache" makes the dashboard revalidate (a 304 when unchanged)
+      // so that it never shows an older state than the live stream's.
+      const res = await fetch(api + "feed", { headers: { Accept: "application/json" }, cache: "no-cache" });
       if (res.ok) addFeed(await res.json());
     } catch (err) { /* the stream brings new items anyway */ }
   }
@@ -490,7 +493,7 @@
       const id = this.contest;
       if (!id || !$("cp-counties")) return;
       try {
-        const res = await fetch(api + "contests/" + encodeURIComponent(id) + "/counties", { headers: { Accept: "application/json" } });
+        const res = await fetch(api + "contests/" + encodeURIComponent(id) + "/counties", { headers: { Accept: "application/json" }, cache: "no-cache" });
         if (!res.ok || this.contest !== id) return;
         this.counties = await res.json();
         const st = contestState(id);
@@ -626,7 +629,7 @@
       if (q.county) params.set("county", q.county);
       if (q.corrected) params.set("corrected", "true");
       try {
-        const res = await fetch(api + "contests/" + encodeURIComponent(id) + "/precincts?" + params, { headers: { Accept: "application/json" } });
+        const res = await fetch(api + "contests/" + encodeURIComponent(id) + "/precincts?" + params, { headers: { Accept: "application/json" }, cache: "no-cache" });
         if (!res.ok || this.contest !== id) return;
         this.renderPrecincts(await res.json());
       } catch (err) { /* retried on the next update */ }
@@ -668,7 +671,7 @@
       const pid = this.precinct, cid = this.contest;
       if (!pid) { box.replaceChildren(); return; }
       try {
-        const res = await fetch(api + "precincts/" + encodeURIComponent(pid), { headers: { Accept: "application/json" } });
+        const res = await fetch(api + "precincts/" + encodeURIComponent(pid), { headers: { Accept: "application/json" }, cache: "no-cache" });
         if (this.precinct !== pid || this.contest !== cid) return;
         if (!res.ok) {
           box.replaceChildren(el("p", { class: "note", text: "The audit trail is not available right now." }));
