@@ -9,6 +9,8 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tallyvote/tally"
 )
 
 // httpBuckets are the request duration buckets, in seconds. An event
@@ -58,7 +60,7 @@ func (g *Gateway) observe(next echo.HandlerFunc) echo.HandlerFunc {
 		if route == "" {
 			route = "unmatched"
 		}
-		g.observer(route, httpMethod(c.Request().Method), statusClass(status)).Observe(time.Since(start).Seconds())
+		g.observer(route, tally.MethodLabel(c.Request().Method), tally.StatusClass(status)).Observe(time.Since(start).Seconds())
 		return err
 	}
 }
@@ -104,23 +106,4 @@ func (g *Gateway) observer(route, method, status string) prometheus.Observer {
 // reconciler's and the projector's metrics too).
 func (g *Gateway) metricsHandler() echo.HandlerFunc {
 	return echo.WrapHandler(promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
-}
-
-// httpMethod bounds the method label to the standard methods.
-func httpMethod(m string) string {
-	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
-		http.MethodDelete, http.MethodOptions:
-		return m
-	}
-	return "other"
-}
-
-var statusClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
-
-func statusClass(status int) string {
-	if i := status/100 - 1; i >= 0 && i < len(statusClasses) {
-		return statusClasses[i]
-	}
-	return "other"
 }

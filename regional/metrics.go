@@ -161,26 +161,7 @@ func (h *httpMetrics) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 		if route == "" {
 			route = "unmatched"
 		}
-		h.duration.WithLabelValues(route, httpMethod(c.Request().Method), statusClass(status)).Observe(time.Since(start).Seconds())
+		h.duration.WithLabelValues(route, tally.MethodLabel(c.Request().Method), tally.StatusClass(status)).Observe(time.Since(start).Seconds())
 		return err
 	}
-}
-
-// httpMethod bounds the method label to the standard methods.
-func httpMethod(m string) string {
-	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
-		http.MethodDelete, http.MethodOptions:
-		return m
-	}
-	return "other"
-}
-
-var statusClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
-
-func statusClass(status int) string {
-	if i := status/100 - 1; i >= 0 && i < len(statusClasses) {
-		return statusClasses[i]
-	}
-	return "other"
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/tallyvote/tally"
@@ -244,4 +245,64 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(filepath.Dir(buildPath))
 	}
 	os.Exit(code)
+}
+
+// ack is where the intake said it stored a report.
+type ack struct {
+	region tally.RegionID
+	seq    uint64
+}
+
+// checkAgainstStreams checks a hub's API at api against the regions'
+// streams alone: no report stored twice; every acknowledged report (acked)
+// in its region's stream at the sequence it was given, and as many as the
+// replay counted (replayed); each contest's national totals and precinct
+// counts equal to those recomputed from the streams, complete and
+// reconciled; and the results file's sums (counts).
+func checkAgainstStreams(t *testing.T, e *tally.Election, counts tally.Counts, api string,
+	streams map[tally.RegionID][]*jetstream.RawStreamMsg, acked map[tally.EventID]ack, replayed int64) {
+	t.Helper()
+	ref := tally.NewTotals(e)
+	for _, r := range e.Regions {
+		byID := map[tally.EventID]uint64{}
+		for _, m := range streams[r.ID] {
+			if _, _, _, ok := tally.ParseResultsSubject(m.Subject); !ok {
+				continue
+			}
+			rep, err := tally.DecodeReport(m.Data)
+			if err != nil {
+				t.Fatalf("region %s seq %d: %v", r.ID, m.Sequence, err)
+			}
+			ref.Apply(m.Sequence, rep)
+			if _, dup := byID[rep.ID]; dup {
+				t.Errorf("region %s: report %s stored twice", r.ID, rep.ID)
+			}
+			byID[rep.ID] = m.Sequence
+		}
+		for id, a := range acked {
+			if seq, ok := byID[id]; a.region == r.ID && (!ok || seq != a.seq) {
+				t.Errorf("region %s: acknowledged report %s at seq %d, stream has it at %d (found %v)", r.ID, id, a.seq, seq, ok)
+			}
+		}
+	}
+	if int64(len(acked)) != replayed {
+		t.Errorf("%d reports acknowledged, replay counted %d", len(acked), replayed)
+	}
+	for _, c := range e.Contests {
+		var got tally.ContestResult
+		if st := getJSONQuiet(api+"/api/v1/contests/"+string(c.ID), &got); st != http.StatusOK {
+			t.Fatalf("GET contest %s: %d", c.ID, st)
+		}
+		want := ref.ContestResult(c.ID, nil)
+		if fmt.Sprint(votesOf(got)) != fmt.Sprint(votesOf(want)) || got.Precincts != want.Precincts {
+			t.Errorf("contest %s: hub %v %+v, streams %v %+v", c.ID, votesOf(got), got.Precincts, votesOf(want), want.Precincts)
+		}
+		if !got.Complete || !got.Reconciled {
+			t.Errorf("contest %s: complete %v, reconciled %v", c.ID, got.Complete, got.Reconciled)
+		}
+	}
+	// The file's sums too: the replay ends with every precinct's true count.
+	if msg := checkTotals(t, api, expectedTotals(e, counts), true); msg != "" {
+		t.Error(msg)
+	}
 }
