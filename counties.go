@@ -2,6 +2,8 @@ package tally
 
 import (
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -13,19 +15,80 @@ const (
 	// county (CountyResults): counties.<contest>.
 	KeyCountiesPrefix = "counties."
 	// KeyPrecinctsPrefix prefixes the keys of each contest's precinct
-	// results, one key per region of the contest so that a value stays
-	// small and a batch rewrites only its region's (PrecinctResults):
-	// precincts.<contest>.<region>.
+	// results, split into shards so that a value stays small and a report
+	// rewrites only its shard (PrecinctResults):
+	// precincts.<contest>.<region>.<shard>. A shard holds the precincts of
+	// one region whose index in the election's precinct list, divided by
+	// PrecinctShardSize, is the shard number.
 	KeyPrecinctsPrefix = "precincts."
 )
 
 // CountiesKey is the national bucket key of contest c's results by county.
 func CountiesKey(c ContestID) string { return KeyCountiesPrefix + string(c) }
 
+// PrecinctShardSize is how many consecutive precincts of the election's list
+// share a shard of precinct results.
+const PrecinctShardSize = 128
+
+// PrecinctShard returns the shard of precinct p (see KeyPrecinctsPrefix), or
+// -1 for a precinct not in the election.
+func (e *Election) PrecinctShard(p PrecinctID) int {
+	i := e.PrecinctIndex(p)
+	if i < 0 {
+		return -1
+	}
+	return i / PrecinctShardSize
+}
+
+// Shard names one shard of a contest's precinct results: the precincts of
+// Region in shard N.
+type Shard struct {
+	Region RegionID
+	N      int
+}
+
+// ContestShards returns every shard of contest c's precinct results: in
+// precinct order, a shard per region and run of PrecinctShardSize precincts
+// that holds at least one of the contest's precincts.
+func (e *Election) ContestShards(c ContestID) []Shard {
+	var out []Shard
+	seen := map[Shard]bool{}
+	for _, p := range e.ContestPrecincts(c) {
+		s := Shard{e.Precinct(p).Region, e.PrecinctShard(p)}
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // PrecinctsKey is the national bucket key of contest c's precinct results in
-// region r.
-func PrecinctsKey(c ContestID, r RegionID) string {
-	return KeyPrecinctsPrefix + string(c) + "." + string(r)
+// shard s.
+func PrecinctsKey(c ContestID, s Shard) string {
+	return KeyPrecinctsPrefix + string(c) + "." + string(s.Region) + "." + strconv.Itoa(s.N)
+}
+
+// ParsePrecinctsKey returns the contest and shard a PrecinctsKey names.
+func ParsePrecinctsKey(key string) (ContestID, Shard, bool) {
+	rest, ok := strings.CutPrefix(key, KeyPrecinctsPrefix)
+	if !ok {
+		return "", Shard{}, false
+	}
+	i := strings.LastIndexByte(rest, '.')
+	if i < 0 {
+		return "", Shard{}, false
+	}
+	n, err := strconv.Atoi(rest[i+1:])
+	if err != nil || n < 0 {
+		return "", Shard{}, false
+	}
+	rest = rest[:i]
+	j := strings.LastIndexByte(rest, '.')
+	if j <= 0 || j == len(rest)-1 {
+		return "", Shard{}, false
+	}
+	return ContestID(rest[:j]), Shard{RegionID(rest[j+1:]), n}, true
 }
 
 // CountyResult is one county's part of a contest: the sum of the latest
@@ -61,11 +124,13 @@ type PrecinctResult struct {
 	Correction *Correction `json:"correction,omitempty"`
 }
 
-// PrecinctResults is one region's reported precincts in a contest, in
-// election order; precincts that have not reported are left out.
+// PrecinctResults is the reported precincts of one shard of a contest (see
+// KeyPrecinctsPrefix), in election order; precincts that have not reported
+// are left out.
 type PrecinctResults struct {
 	Contest   ContestID        `json:"contest"`
 	Region    RegionID         `json:"region"`
+	Shard     int              `json:"shard"`
 	Precincts []PrecinctResult `json:"precincts"`
 }
 
@@ -250,21 +315,27 @@ func (t *Totals) countyApply(c ContestID, p PrecinctID, old *Cell, cell *Cell) {
 	}
 }
 
-// PrecinctResults returns the reported precincts of region r in contest c.
-func (t *Totals) PrecinctResults(c ContestID, r RegionID) PrecinctResults {
-	out := PrecinctResults{Contest: c, Region: r, Precincts: []PrecinctResult{}}
-	for _, pid := range t.e.ContestPrecincts(c) {
-		if t.e.Precinct(pid).Region != r {
+// PrecinctResults returns the reported precincts of shard s of contest c.
+func (t *Totals) PrecinctResults(c ContestID, s Shard) PrecinctResults {
+	out := PrecinctResults{Contest: c, Region: s.Region, Shard: s.N, Precincts: []PrecinctResult{}}
+	lo := s.N * PrecinctShardSize
+	if s.N < 0 || lo >= len(t.e.Precincts) {
+		return out
+	}
+	for i := lo; i < min(lo+PrecinctShardSize, len(t.e.Precincts)); i++ {
+		p := &t.e.Precincts[i]
+		if p.Region != s.Region {
 			continue
 		}
-		cell := t.cells[cellKey{pid, c}]
+		k := cellKey{p.ID, c}
+		cell := t.cells[k]
 		if cell == nil {
 			continue
 		}
 		out.Precincts = append(out.Precincts, PrecinctResult{
-			ID: pid, Votes: cell.Votes, Complete: cell.Complete, Seq: cell.Seq, Report: cell.ID,
+			ID: p.ID, Votes: cell.Votes, Complete: cell.Complete, Seq: cell.Seq, Report: cell.ID,
 			ReportedAt: cell.ReportedAt, Reports: cell.Reports, Corrections: cell.Corrections,
-			Correction: t.corrections[cellKey{pid, c}],
+			Correction: t.corrections[k],
 		})
 	}
 	return out

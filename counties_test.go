@@ -38,7 +38,8 @@ func TestCountyAndPrecinctResults(t *testing.T) {
 		t.Errorf("East = %+v, want 1 precinct, none reporting", east)
 	}
 
-	pr := tt.PrecinctResults("xa-president", p1.Region)
+	shard := tally.Shard{Region: p1.Region, N: e.PrecinctShard(p1.ID)}
+	pr := tt.PrecinctResults("xa-president", shard)
 	if len(pr.Precincts) != 2 {
 		t.Fatalf("precincts = %+v, want 2 reported", pr.Precincts)
 	}
@@ -50,8 +51,85 @@ func TestCountyAndPrecinctResults(t *testing.T) {
 	if pr.Precincts[1].Correction != nil || pr.Precincts[1].Corrections != 0 {
 		t.Errorf("precinct %s = %+v, want no correction", p2.ID, pr.Precincts[1])
 	}
-	if k := tally.PrecinctsKey("xa-president", p1.Region); k != "precincts.xa-president."+string(p1.Region) {
+	if k := tally.PrecinctsKey("xa-president", shard); k != "precincts.xa-president."+string(p1.Region)+".0" {
 		t.Errorf("PrecinctsKey = %q", k)
+	}
+}
+
+// The shards of a contest's precinct results hold each reported precinct
+// exactly once, whatever the regions' precincts interleave, and their keys
+// parse back to what made them.
+func TestPrecinctShards(t *testing.T) {
+	e := &tally.Election{ID: "shards", Regions: []tally.Region{{ID: "ra"}, {ID: "rb"}},
+		Contests: []tally.Contest{
+			{ID: "all", Candidates: []tally.Candidate{{ID: "x"}}},
+			{ID: "some", Candidates: []tally.Candidate{{ID: "x"}}},
+		}}
+	const n = 3*tally.PrecinctShardSize + 7
+	for i := range n {
+		p := tally.Precinct{ID: tally.PrecinctID(fmt.Sprintf("p%d", i)), County: "c", Region: "ra", Contests: []tally.ContestID{"all"}}
+		if i%3 == 0 {
+			p.Region = "rb"
+		}
+		if i%5 == 0 {
+			p.Contests = append(p.Contests, "some")
+		}
+		e.Precincts = append(e.Precincts, p)
+	}
+	if err := e.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tt := tally.NewTotals(e)
+	seq := map[tally.RegionID]uint64{}
+	for i, p := range e.Precincts {
+		if i%7 == 0 {
+			continue // not reported
+		}
+		for _, c := range p.Contests {
+			seq[p.Region]++
+			tt.Apply(seq[p.Region], &tally.Report{ID: tally.EventID(fmt.Sprintf("%s-%s", p.ID, c)), Region: p.Region, Precinct: p.ID, Contest: c,
+				Votes: map[tally.CandidateID]int64{"x": int64(i)}})
+		}
+	}
+	for _, c := range e.Contests {
+		seen := map[tally.PrecinctID]int{}
+		for _, s := range e.ContestShards(c.ID) {
+			key := tally.PrecinctsKey(c.ID, s)
+			gc, gs, ok := tally.ParsePrecinctsKey(key)
+			if !ok || gc != c.ID || gs != s {
+				t.Errorf("ParsePrecinctsKey(%q) = %q, %+v, %v", key, gc, gs, ok)
+			}
+			pr := tt.PrecinctResults(c.ID, s)
+			if pr.Contest != c.ID || pr.Region != s.Region || pr.Shard != s.N {
+				t.Errorf("%s: names %s %s %d", key, pr.Contest, pr.Region, pr.Shard)
+			}
+			last := -1
+			for _, r := range pr.Precincts {
+				i := e.PrecinctIndex(r.ID)
+				if i/tally.PrecinctShardSize != s.N || e.Precinct(r.ID).Region != s.Region || i <= last {
+					t.Errorf("%s: precinct %s (index %d) out of place", key, r.ID, i)
+				}
+				last = i
+				seen[r.ID]++
+				if r.Votes["x"] != int64(i) {
+					t.Errorf("%s: precinct %s votes %v", key, r.ID, r.Votes)
+				}
+			}
+		}
+		for _, pid := range e.ContestPrecincts(c.ID) {
+			want := 1
+			if e.PrecinctIndex(pid)%7 == 0 {
+				want = 0
+			}
+			if seen[pid] != want {
+				t.Errorf("contest %s: precinct %s in %d shards, want %d", c.ID, pid, seen[pid], want)
+			}
+		}
+	}
+	for _, bad := range []string{"precincts.all.ra", "precincts.all.ra.x", "precincts.all.ra.-1", "precincts..0", "precincts.all..0", "counties.all"} {
+		if _, _, ok := tally.ParsePrecinctsKey(bad); ok {
+			t.Errorf("ParsePrecinctsKey(%q) accepted", bad)
+		}
 	}
 }
 

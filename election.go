@@ -98,6 +98,12 @@ type electionIndex struct {
 	byContest  map[ContestID][]PrecinctID
 	byRegion   map[RegionID][]PrecinctID
 	offices    []string
+	// pos is each precinct's index in Election.Precincts.
+	pos map[PrecinctID]int
+	// contestRegions and regionCount: the regions of each contest, in
+	// definition order, and how many of its precincts each holds.
+	contestRegions map[ContestID][]RegionID
+	regionCount    map[ContestID]map[RegionID]int
 }
 
 // LoadElection decodes an election definition in JSON and validates it.
@@ -133,13 +139,16 @@ func (e *Election) Validate() error {
 		return Errorf(EINVALID, "election: contests: at least one contest required")
 	}
 	idx := &electionIndex{
-		regions:    make(map[RegionID]*Region, len(e.Regions)),
-		contests:   make(map[ContestID]*Contest, len(e.Contests)),
-		precincts:  make(map[PrecinctID]*Precinct, len(e.Precincts)),
-		candidates: make(map[ContestID]map[CandidateID]*Candidate, len(e.Contests)),
-		onBallot:   make(map[PrecinctID]map[ContestID]bool, len(e.Precincts)),
-		byContest:  make(map[ContestID][]PrecinctID, len(e.Contests)),
-		byRegion:   make(map[RegionID][]PrecinctID, len(e.Regions)),
+		regions:        make(map[RegionID]*Region, len(e.Regions)),
+		contests:       make(map[ContestID]*Contest, len(e.Contests)),
+		precincts:      make(map[PrecinctID]*Precinct, len(e.Precincts)),
+		candidates:     make(map[ContestID]map[CandidateID]*Candidate, len(e.Contests)),
+		onBallot:       make(map[PrecinctID]map[ContestID]bool, len(e.Precincts)),
+		byContest:      make(map[ContestID][]PrecinctID, len(e.Contests)),
+		byRegion:       make(map[RegionID][]PrecinctID, len(e.Regions)),
+		pos:            make(map[PrecinctID]int, len(e.Precincts)),
+		regionCount:    make(map[ContestID]map[RegionID]int, len(e.Contests)),
+		contestRegions: make(map[ContestID][]RegionID, len(e.Contests)),
 	}
 	for i := range e.Regions {
 		r := &e.Regions[i]
@@ -214,10 +223,22 @@ func (e *Election) Validate() error {
 			}
 			ballot[c] = true
 			idx.byContest[c] = append(idx.byContest[c], p.ID)
+			if idx.regionCount[c] == nil {
+				idx.regionCount[c] = map[RegionID]int{}
+			}
+			idx.regionCount[c][p.Region]++
 		}
 		idx.precincts[p.ID] = p
+		idx.pos[p.ID] = i
 		idx.onBallot[p.ID] = ballot
 		idx.byRegion[p.Region] = append(idx.byRegion[p.Region], p.ID)
+	}
+	for c, counts := range idx.regionCount {
+		for _, r := range e.Regions {
+			if counts[r.ID] > 0 {
+				idx.contestRegions[c] = append(idx.contestRegions[c], r.ID)
+			}
+		}
 	}
 	e.idx = idx
 	return nil
@@ -273,18 +294,21 @@ func (e *Election) OfficeContests(office string) []ContestID {
 
 // ContestRegions returns the regions with at least one precinct in contest c,
 // in definition order.
-func (e *Election) ContestRegions(c ContestID) []RegionID {
-	in := map[RegionID]bool{}
-	for _, p := range e.ContestPrecincts(c) {
-		in[e.Precinct(p).Region] = true
+// The slice must not be modified.
+func (e *Election) ContestRegions(c ContestID) []RegionID { return e.index().contestRegions[c] }
+
+// ContestRegionPrecincts returns how many of contest c's precincts region r
+// holds.
+func (e *Election) ContestRegionPrecincts(c ContestID, r RegionID) int {
+	return e.index().regionCount[c][r]
+}
+
+// PrecinctIndex returns precinct p's index in e.Precincts, or -1.
+func (e *Election) PrecinctIndex(p PrecinctID) int {
+	if i, ok := e.index().pos[p]; ok {
+		return i
 	}
-	var ids []RegionID
-	for _, r := range e.Regions {
-		if in[r.ID] {
-			ids = append(ids, r.ID)
-		}
-	}
-	return ids
+	return -1
 }
 
 // NationalContestID is the id of the national view of an office: the sum of

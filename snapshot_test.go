@@ -112,9 +112,9 @@ func TestTotalsStateRoundTrip(t *testing.T) {
 		if !bytes.Equal(mustJSON(t, got), mustJSON(t, want)) {
 			t.Errorf("ContestResult(%s) = %+v, want %+v", c.ID, got, want)
 		}
-		for _, r := range e.ContestRegions(c.ID) {
-			if g, w := mustJSON(t, restored.PrecinctResults(c.ID, r)), mustJSON(t, orig.PrecinctResults(c.ID, r)); !bytes.Equal(g, w) {
-				t.Errorf("PrecinctResults(%s, %s) = %s, want %s", c.ID, r, g, w)
+		for _, s := range e.ContestShards(c.ID) {
+			if g, w := mustJSON(t, restored.PrecinctResults(c.ID, s)), mustJSON(t, orig.PrecinctResults(c.ID, s)); !bytes.Equal(g, w) {
+				t.Errorf("PrecinctResults(%s, %v) = %s, want %s", c.ID, s, g, w)
 			}
 		}
 	}

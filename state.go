@@ -124,10 +124,6 @@ func (t *Totals) ContestResult(c ContestID, statuses map[RegionID]RegionStatus) 
 	res.LastUpdate = ct.Updated
 	res.Complete = res.Precincts.Total > 0 && res.Precincts.Complete == res.Precincts.Total
 	res.Reconciled = res.Complete
-	perRegion := map[RegionID]int{}
-	for _, p := range t.e.ContestPrecincts(c) {
-		perRegion[t.e.Precinct(p).Region]++
-	}
 	for _, rid := range t.e.ContestRegions(c) {
 		rr := RegionResult{ID: rid, Name: t.e.Region(rid).Name, Status: StatusLive, Votes: map[CandidateID]int64{}}
 		if st, ok := statuses[rid]; ok {
@@ -137,7 +133,7 @@ func (t *Totals) ContestResult(c ContestID, statuses map[RegionID]RegionStatus) 
 		if !rr.Reconciled {
 			res.Reconciled = false
 		}
-		rr.Precincts.Total = perRegion[rid]
+		rr.Precincts.Total = t.e.ContestRegionPrecincts(c, rid)
 		if rt := ct.Regions[rid]; rt != nil {
 			for cand, n := range rt.Votes {
 				rr.Votes[cand] = n

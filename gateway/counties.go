@@ -23,7 +23,7 @@ const (
 // county, by precinct, and the feed of changes derived from them.
 type details struct {
 	counties map[tally.ContestID]*resource
-	shards   map[tally.ContestID]map[tally.RegionID][]tally.PrecinctResult
+	shards   map[tally.ContestID]map[tally.Shard][]tally.PrecinctResult
 	tables   map[tally.ContestID]*precinctTable
 	feed     []feedItem // oldest first, at most feedSize
 	feedRes  *resource
@@ -39,7 +39,7 @@ func (d *details) reset() {
 func (d *details) init() {
 	if d.counties == nil {
 		d.counties = map[tally.ContestID]*resource{}
-		d.shards = map[tally.ContestID]map[tally.RegionID][]tally.PrecinctResult{}
+		d.shards = map[tally.ContestID]map[tally.Shard][]tally.PrecinctResult{}
 		d.tables = map[tally.ContestID]*precinctTable{}
 	}
 }
@@ -104,12 +104,11 @@ func (st *watchState) applyDetail(entry jetstream.KeyValueEntry, g *Gateway) (ev
 		d.counties[id] = r
 		return event{}, false
 	}
-	rest := strings.TrimPrefix(key, tally.KeyPrecinctsPrefix)
-	i := strings.LastIndexByte(rest, '.')
-	if i < 0 {
+	cid, shard, ok := tally.ParsePrecinctsKey(key)
+	if !ok {
 		return event{}, false
 	}
-	cid, rid := tally.ContestID(rest[:i]), tally.RegionID(rest[i+1:])
+	rid := shard.Region
 	st.revs[key], st.dirty = rev, true
 	var pr tally.PrecinctResults
 	if !removed {
@@ -118,18 +117,18 @@ func (st *watchState) applyDetail(entry jetstream.KeyValueEntry, g *Gateway) (ev
 			return event{}, false
 		}
 	}
-	byRegion := d.shards[cid]
-	if byRegion == nil {
-		byRegion = map[tally.RegionID][]tally.PrecinctResult{}
-		d.shards[cid] = byRegion
+	byShard := d.shards[cid]
+	if byShard == nil {
+		byShard = map[tally.Shard][]tally.PrecinctResult{}
+		d.shards[cid] = byShard
 	}
-	prev, had := byRegion[rid]
+	prev, had := byShard[shard]
 	if removed {
-		delete(byRegion, rid)
+		delete(byShard, shard)
 	} else {
-		byRegion[rid] = pr.Precincts
+		byShard[shard] = pr.Precincts
 	}
-	d.tables[cid] = newPrecinctTable(st.e, cid, byRegion)
+	d.tables[cid] = newPrecinctTable(st.e, cid, byShard)
 	if !st.loaded || !had || removed {
 		return event{}, false
 	}
@@ -149,8 +148,8 @@ func (st *watchState) applyDetail(entry jetstream.KeyValueEntry, g *Gateway) (ev
 	return event{rev: rev, key: key, transient: true, frame: sseFrame(rev, "feed", b)}, true
 }
 
-// feedItems compares a region's precinct results in a contest before and
-// after a change: reports that are not corrections make one batch item,
+// feedItems compares a shard of region rid's precinct results in a contest
+// before and after a change: reports that are not corrections make one batch item,
 // each correction its own item.
 func feedItems(e *tally.Election, cid tally.ContestID, rid tally.RegionID, rev uint64, prev, cur []tally.PrecinctResult) []feedItem {
 	old := make(map[tally.PrecinctID]*tally.PrecinctResult, len(prev))
@@ -282,32 +281,32 @@ type precinctRow struct {
 type precinctTable struct {
 	contest  tally.ContestID
 	e        *tally.Election
-	byRegion map[tally.RegionID][]tally.PrecinctResult // never modified
+	byShard  map[tally.Shard][]tally.PrecinctResult // never modified
 	rowsOnce sync.Once
 	rowList  []precinctRow
 	once     sync.Once
 	all      *resource
 }
 
-// newPrecinctTable returns the table of contest cid from each region's
+// newPrecinctTable returns the table of contest cid from each shard's
 // precinct results; it keeps a copy of the map, not of the results, which
 // the watcher replaces and never modifies.
-func newPrecinctTable(e *tally.Election, cid tally.ContestID, byRegion map[tally.RegionID][]tally.PrecinctResult) *precinctTable {
-	return &precinctTable{contest: cid, e: e, byRegion: maps.Clone(byRegion)}
+func newPrecinctTable(e *tally.Election, cid tally.ContestID, byShard map[tally.Shard][]tally.PrecinctResult) *precinctTable {
+	return &precinctTable{contest: cid, e: e, byShard: maps.Clone(byShard)}
 }
 
 // rows returns the table's rows, building them on first use.
 func (t *precinctTable) rows() []precinctRow {
 	t.rowsOnce.Do(func() {
-		t.rowList = precinctRows(t.e, t.contest, t.byRegion)
-		t.byRegion = nil
+		t.rowList = precinctRows(t.e, t.contest, t.byShard)
+		t.byShard = nil
 	})
 	return t.rowList
 }
 
-func precinctRows(e *tally.Election, cid tally.ContestID, byRegion map[tally.RegionID][]tally.PrecinctResult) []precinctRow {
+func precinctRows(e *tally.Election, cid tally.ContestID, byShard map[tally.Shard][]tally.PrecinctResult) []precinctRow {
 	latest := map[tally.PrecinctID]*tally.PrecinctResult{}
-	for _, list := range byRegion {
+	for _, list := range byShard {
 		for i := range list {
 			latest[list[i].ID] = &list[i]
 		}

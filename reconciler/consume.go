@@ -144,6 +144,7 @@ func (r *Reconciler) apply(reg tally.RegionID, seq uint64, subject string, data 
 		return false // not reached: seq is past LastSeq
 	}
 	r.dirty[rep.Contest] = true
+	r.pub.markShard(rep.Contest, tally.Shard{Region: reg, N: r.e.PrecinctShard(rep.Precinct)})
 	if rep.ReportedAt.After(r.lastUpdate[reg]) {
 		r.lastUpdate[reg] = rep.ReportedAt
 	}

@@ -1,11 +1,13 @@
 package reconciler
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,22 +15,33 @@ import (
 	"github.com/tallyvote/tally"
 )
 
-// publisher writes national state to the bucket. It remembers the bytes of
-// every key it wrote, so a key is written only when its JSON changed, and
-// keeps what it failed to write for the next round. It is used by one
-// goroutine at a time (Open, then the publish loop).
+// publisher writes national state to the bucket. It remembers a hash of
+// the bytes of every key it wrote, so a key is written only when its JSON
+// changed, and keeps what it failed to write for the next round. It is used
+// by one goroutine at a time (Open, then the publish loop), except for
+// markShard, which the caller does under the reconciler's lock as publish
+// does when it reads the shards.
 type publisher struct {
 	kv      jetstream.KeyValue
-	last    map[string][]byte // key -> bytes in the bucket
+	seed    maphash.Seed
+	last    map[string]uint64 // key -> hash of the bytes in the bucket
 	pending map[string][]byte // key -> bytes still to write
 	order   []string          // pending keys, in the order they became pending
 
-	// Precinct results are bigger than the rest and change with every
-	// report: they are written at most every PrecinctsInterval.
-	precinctsDirty map[tally.ContestID]bool
-	precinctsAt    time.Time
+	// Precinct results are written by shard, only for the shards a report
+	// changed (all of them after init), and at most every
+	// PrecinctsInterval.
+	shards      map[shardRef]bool
+	allShards   bool
+	precinctsAt time.Time
 
 	rev uint64 // revision of the last key written; 0 if none
+}
+
+// shardRef names one shard of one contest's precinct results.
+type shardRef struct {
+	c tally.ContestID
+	s tally.Shard
 }
 
 // PrecinctsInterval bounds how often a contest's precinct results
@@ -38,14 +51,23 @@ const PrecinctsInterval = time.Second
 
 func (p *publisher) init(kv jetstream.KeyValue) {
 	p.kv = kv
-	p.last = map[string][]byte{}
+	p.seed = maphash.MakeSeed()
+	p.last = map[string]uint64{}
 	p.pending = map[string][]byte{}
-	p.precinctsDirty = map[tally.ContestID]bool{}
+	p.shards = map[shardRef]bool{}
+	p.allShards = true
+}
+
+// markShard notes that shard s of contest c changed.
+func (p *publisher) markShard(c tally.ContestID, s tally.Shard) {
+	if p.shards != nil {
+		p.shards[shardRef{c, s}] = true
+	}
 }
 
 // stage queues b under key unless the bucket already holds it.
 func (p *publisher) stage(key string, b []byte) {
-	if bytes.Equal(p.last[key], b) {
+	if h, ok := p.last[key]; ok && h == maphash.Bytes(p.seed, b) {
 		delete(p.pending, key)
 		return
 	}
@@ -71,7 +93,7 @@ func (p *publisher) flush(ctx context.Context) (int, error) {
 			keep = append(keep, key)
 			continue
 		}
-		p.last[key] = b
+		p.last[key] = maphash.Bytes(p.seed, b)
 		p.rev = rev
 		delete(p.pending, key)
 		n++
@@ -109,7 +131,7 @@ func (r *Reconciler) publishLoop() {
 // statuses, and writes to the bucket the keys whose JSON changed: each dirty
 // contest and its results by county, the national view of each office with
 // a dirty contest, KeyRegions, and, at most every PrecinctsInterval (and on
-// the final publish), the precinct results of the contests dirty since.
+// the final publish), the shards of precinct results changed since.
 // Then it publishes the pending audit records.
 func (r *Reconciler) publish(ctx context.Context) error {
 	start := time.Now()
@@ -129,7 +151,6 @@ func (r *Reconciler) publish(ctx context.Context) error {
 			}
 			out = append(out, kv{tally.ContestKey(c.ID), r.totals.ContestResult(c.ID, sm)})
 			out = append(out, kv{tally.CountiesKey(c.ID), r.totals.CountyResults(c.ID)})
-			r.pub.precinctsDirty[c.ID] = true
 			if c.Office != "" {
 				offices[c.Office] = true
 			}
@@ -145,16 +166,29 @@ func (r *Reconciler) publish(ctx context.Context) error {
 		clear(r.dirty)
 		r.regionsDirty = false
 	}
-	if len(r.pub.precinctsDirty) > 0 && (final || start.Sub(r.pub.precinctsAt) >= PrecinctsInterval) {
-		for _, c := range r.e.Contests {
-			if !r.pub.precinctsDirty[c.ID] {
-				continue
+	if (len(r.pub.shards) > 0 || r.pub.allShards) && (final || start.Sub(r.pub.precinctsAt) >= PrecinctsInterval) {
+		if r.pub.allShards {
+			for _, c := range r.e.Contests {
+				for _, s := range r.e.ContestShards(c.ID) {
+					out = append(out, kv{tally.PrecinctsKey(c.ID, s), r.totals.PrecinctResults(c.ID, s)})
+				}
 			}
-			for _, reg := range r.e.ContestRegions(c.ID) {
-				out = append(out, kv{tally.PrecinctsKey(c.ID, reg), r.totals.PrecinctResults(c.ID, reg)})
+		} else {
+			refs := make([]shardRef, 0, len(r.pub.shards))
+			for ref := range r.pub.shards {
+				refs = append(refs, ref)
+			}
+			// In key order, so that a viewer sees the shards of a contest
+			// change together and in precinct order.
+			slices.SortFunc(refs, func(a, b shardRef) int {
+				return cmp.Or(cmp.Compare(a.c, b.c), cmp.Compare(a.s.N, b.s.N), cmp.Compare(a.s.Region, b.s.Region))
+			})
+			for _, ref := range refs {
+				out = append(out, kv{tally.PrecinctsKey(ref.c, ref.s), r.totals.PrecinctResults(ref.c, ref.s)})
 			}
 		}
-		clear(r.pub.precinctsDirty)
+		clear(r.pub.shards)
+		r.pub.allShards = false
 		r.pub.precinctsAt = start
 	}
 	r.mu.Unlock()

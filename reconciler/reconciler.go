@@ -384,8 +384,8 @@ func (r *Reconciler) Open(ctx context.Context) (err error) {
 		r.dirty[c.ID] = true
 	}
 	r.regionsDirty = true
-	r.mu.Unlock()
 	r.pub.init(r.kv)
+	r.mu.Unlock()
 	if err := r.publish(ctx); err != nil {
 		return fmt.Errorf("publish national state: %w", err)
 	}
