@@ -14,18 +14,15 @@ import (
 	"github.com/tallyvote/tally"
 )
 
-const (
-	feedSize         = 50   // feed items kept for GET /api/v1/feed
-	maxPrecinctLimit = 1000 // rows per page of GET /api/v1/contests/{id}/precincts
-)
+const maxPrecinctLimit = 1000 // rows per page of GET /api/v1/contests/{id}/precincts
 
-// details is the watcher's state of the results below the contest: by
-// county, by precinct, and the feed of changes derived from them.
+// details is the watcher's state of the results below the contest, by
+// county and by precinct, and of the feed of changes.
 type details struct {
 	counties map[tally.ContestID]*resource
-	shards   map[tally.ContestID]map[tally.Shard][]tally.PrecinctResult
+	shards   map[tally.ContestID]map[tally.Shard][]byte // JSON of tally.PrecinctResults
 	tables   map[tally.ContestID]*precinctTable
-	feed     []feedItem // oldest first, at most feedSize
+	feed     []tally.FeedItem // as the bucket holds it: oldest first
 	feedRes  *resource
 }
 
@@ -39,43 +36,13 @@ func (d *details) reset() {
 func (d *details) init() {
 	if d.counties == nil {
 		d.counties = map[tally.ContestID]*resource{}
-		d.shards = map[tally.ContestID]map[tally.Shard][]tally.PrecinctResult{}
+		d.shards = map[tally.ContestID]map[tally.Shard][]byte{}
 		d.tables = map[tally.ContestID]*precinctTable{}
 	}
 }
 
-// feedItem is one entry of the "what changed" feed: a batch of reports from
-// one region in one contest, or one correction. Votes are the change per
-// candidate since the previous value the gateway saw.
-type feedItem struct {
-	ID            string                      `json:"id"` // <revision>-<n>, unique
-	Kind          string                      `json:"kind"`
-	Contest       tally.ContestID             `json:"contest"`
-	ContestName   string                      `json:"contest_name"`
-	Region        tally.RegionID              `json:"region"`
-	RegionName    string                      `json:"region_name"`
-	At            time.Time                   `json:"at,omitzero"` // latest reported_at among the reports
-	Precincts     int                         `json:"precincts"`   // precincts with a new report
-	NewPrecincts  int                         `json:"new_precincts"`
-	Votes         map[tally.CandidateID]int64 `json:"votes"`
-	TotalVotes    int64                       `json:"total_votes"`
-	Precinct      tally.PrecinctID            `json:"precinct,omitempty"` // a correction's precinct
-	PrecinctName  string                      `json:"precinct_name,omitempty"`
-	Seq           uint64                      `json:"seq,omitempty"`
-	Supersedes    tally.EventID               `json:"supersedes,omitempty"`
-	SupersedesSeq uint64                      `json:"supersedes_seq,omitempty"`
-	Reason        string                      `json:"reason,omitempty"`
-}
-
-// Feed item kinds.
-const (
-	feedBatch      = "batch"
-	feedCorrection = "correction"
-)
-
-// applyDetail applies a counties or precincts key. A changed precinct
-// shard, once the initial values are loaded, yields a feed event (not part
-// of the snapshot a new viewer gets, but resumable with Last-Event-ID).
+// applyDetail applies a counties or precincts key. A precinct shard is kept
+// as its JSON, decoded only when a request needs the contest's precincts.
 func (st *watchState) applyDetail(entry jetstream.KeyValueEntry, g *Gateway) (ev event, ok bool) {
 	st.details.init()
 	key, rev := entry.Key(), entry.Revision()
@@ -108,127 +75,55 @@ func (st *watchState) applyDetail(entry jetstream.KeyValueEntry, g *Gateway) (ev
 	if !ok {
 		return event{}, false
 	}
-	rid := shard.Region
 	st.revs[key], st.dirty = rev, true
-	var pr tally.PrecinctResults
-	if !removed {
-		if err := json.Unmarshal(entry.Value(), &pr); err != nil {
+	byShard := d.shards[cid]
+	if byShard == nil {
+		byShard = map[tally.Shard][]byte{}
+		d.shards[cid] = byShard
+	}
+	if removed {
+		delete(byShard, shard)
+	} else {
+		byShard[shard] = entry.Value()
+	}
+	d.tables[cid] = newPrecinctTable(st.e, cid, byShard)
+	return event{}, false
+}
+
+// applyFeed applies the feed key. Once the initial values are loaded, the
+// items it did not hold before are announced as a feed event (not part of
+// the snapshot a new viewer gets, but resumable with Last-Event-ID).
+func (st *watchState) applyFeed(entry jetstream.KeyValueEntry, g *Gateway) (ev event, ok bool) {
+	st.details.init()
+	key, rev := entry.Key(), entry.Revision()
+	d := &st.details
+	st.revs[key], st.dirty = rev, true
+	var items []tally.FeedItem
+	if op := entry.Operation(); op != jetstream.KeyValueDelete && op != jetstream.KeyValuePurge {
+		if err := json.Unmarshal(entry.Value(), &items); err != nil {
 			g.log.Warn().Err(err).Str("key", key).Uint64("seq", rev).Msg("bad value skipped")
 			return event{}, false
 		}
 	}
-	byShard := d.shards[cid]
-	if byShard == nil {
-		byShard = map[tally.Shard][]tally.PrecinctResult{}
-		d.shards[cid] = byShard
+	had := make(map[string]bool, len(d.feed))
+	for _, it := range d.feed {
+		had[it.ID] = true
 	}
-	prev, had := byShard[shard]
-	if removed {
-		delete(byShard, shard)
-	} else {
-		byShard[shard] = pr.Precincts
+	var added []tally.FeedItem
+	for _, it := range items {
+		if !had[it.ID] {
+			added = append(added, it)
+		}
 	}
-	d.tables[cid] = newPrecinctTable(st.e, cid, byShard)
-	if !st.loaded || !had || removed {
+	d.feed, d.feedRes = items, nil
+	if !st.loaded || len(added) == 0 {
 		return event{}, false
 	}
-	items := feedItems(st.e, cid, rid, rev, prev, pr.Precincts)
-	if len(items) == 0 {
-		return event{}, false
-	}
-	d.feed = append(d.feed, items...)
-	if n := len(d.feed); n > feedSize {
-		d.feed = append([]feedItem(nil), d.feed[n-feedSize:]...)
-	}
-	d.feedRes = nil
-	b, err := json.Marshal(items)
+	b, err := json.Marshal(added)
 	if err != nil {
 		return event{}, false
 	}
 	return event{rev: rev, key: key, transient: true, frame: sseFrame(rev, "feed", b)}, true
-}
-
-// feedItems compares a shard of region rid's precinct results in a contest
-// before and after a change: reports that are not corrections make one batch item,
-// each correction its own item.
-func feedItems(e *tally.Election, cid tally.ContestID, rid tally.RegionID, rev uint64, prev, cur []tally.PrecinctResult) []feedItem {
-	old := make(map[tally.PrecinctID]*tally.PrecinctResult, len(prev))
-	for i := range prev {
-		old[prev[i].ID] = &prev[i]
-	}
-	base := feedItem{Contest: cid, Region: rid}
-	if c := e.Contest(cid); c != nil {
-		base.ContestName = c.Name
-	}
-	if r := e.Region(rid); r != nil {
-		base.RegionName = r.Name
-	}
-	batch := base
-	batch.Kind, batch.Votes = feedBatch, map[tally.CandidateID]int64{}
-	var corrections []feedItem
-	for i := range cur {
-		p := &cur[i]
-		o := old[p.ID]
-		if o != nil && o.Seq == p.Seq {
-			continue
-		}
-		var oldVotes map[tally.CandidateID]int64
-		oldCorrections := 0
-		if o != nil {
-			oldVotes, oldCorrections = o.Votes, o.Corrections
-		}
-		delta, total := voteDelta(oldVotes, p.Votes)
-		if p.Corrections > oldCorrections {
-			it := base
-			it.Kind, it.Votes, it.TotalVotes = feedCorrection, delta, total
-			it.At, it.Precinct, it.Seq, it.Precincts = p.ReportedAt, p.ID, p.Seq, 1
-			if pp := e.Precinct(p.ID); pp != nil {
-				it.PrecinctName = pp.Name
-			}
-			if p.Correction != nil {
-				it.Supersedes, it.SupersedesSeq, it.Reason = p.Correction.Supersedes, p.Correction.SupersedesSeq, p.Correction.Reason
-			}
-			corrections = append(corrections, it)
-			continue
-		}
-		batch.Precincts++
-		if o == nil {
-			batch.NewPrecincts++
-		}
-		for c, n := range delta {
-			batch.Votes[c] += n
-		}
-		batch.TotalVotes += total
-		if p.ReportedAt.After(batch.At) {
-			batch.At = p.ReportedAt
-		}
-	}
-	var items []feedItem
-	if batch.Precincts > 0 {
-		items = append(items, batch)
-	}
-	items = append(items, corrections...)
-	for i := range items {
-		items[i].ID = strconv.FormatUint(rev, 10) + "-" + strconv.Itoa(i)
-	}
-	return items
-}
-
-// voteDelta returns cur minus prev per candidate, and the total change.
-func voteDelta(prev, cur map[tally.CandidateID]int64) (map[tally.CandidateID]int64, int64) {
-	d := make(map[tally.CandidateID]int64, len(cur))
-	var total int64
-	for c, n := range cur {
-		d[c] = n - prev[c]
-		total += n - prev[c]
-	}
-	for c, n := range prev {
-		if _, ok := cur[c]; !ok {
-			d[c] = -n
-			total -= n
-		}
-	}
-	return d, total
 }
 
 // snapshot adds the details to a view being built.
@@ -244,7 +139,7 @@ func (d *details) snapshot(e *tally.Election, v *view) {
 	if d.feedRes == nil {
 		items := d.feed
 		if items == nil {
-			items = []feedItem{}
+			items = []tally.FeedItem{}
 		}
 		r, err := newResource(items)
 		if err != nil {
@@ -281,7 +176,7 @@ type precinctRow struct {
 type precinctTable struct {
 	contest  tally.ContestID
 	e        *tally.Election
-	byShard  map[tally.Shard][]tally.PrecinctResult // never modified
+	byShard  map[tally.Shard][]byte // JSON of tally.PrecinctResults; never modified
 	rowsOnce sync.Once
 	rowList  []precinctRow
 	once     sync.Once
@@ -291,7 +186,7 @@ type precinctTable struct {
 // newPrecinctTable returns the table of contest cid from each shard's
 // precinct results; it keeps a copy of the map, not of the results, which
 // the watcher replaces and never modifies.
-func newPrecinctTable(e *tally.Election, cid tally.ContestID, byShard map[tally.Shard][]tally.PrecinctResult) *precinctTable {
+func newPrecinctTable(e *tally.Election, cid tally.ContestID, byShard map[tally.Shard][]byte) *precinctTable {
 	return &precinctTable{contest: cid, e: e, byShard: maps.Clone(byShard)}
 }
 
@@ -304,11 +199,15 @@ func (t *precinctTable) rows() []precinctRow {
 	return t.rowList
 }
 
-func precinctRows(e *tally.Election, cid tally.ContestID, byShard map[tally.Shard][]tally.PrecinctResult) []precinctRow {
+func precinctRows(e *tally.Election, cid tally.ContestID, byShard map[tally.Shard][]byte) []precinctRow {
 	latest := map[tally.PrecinctID]*tally.PrecinctResult{}
-	for _, list := range byShard {
-		for i := range list {
-			latest[list[i].ID] = &list[i]
+	for s, b := range byShard {
+		var pr tally.PrecinctResults
+		if err := json.Unmarshal(b, &pr); err != nil || pr.Contest != cid || pr.Region != s.Region {
+			continue // not the reconciler's: left out, as if not reported
+		}
+		for i := range pr.Precincts {
+			latest[pr.Precincts[i].ID] = &pr.Precincts[i]
 		}
 	}
 	ids := e.ContestPrecincts(cid)

@@ -237,6 +237,8 @@ func (st *watchState) apply(entry jetstream.KeyValueEntry, g *Gateway) (ev event
 		set = func(p *contestParts, b []byte) { p.call = b }
 	case strings.HasPrefix(key, tally.KeyCountiesPrefix), strings.HasPrefix(key, tally.KeyPrecinctsPrefix):
 		return st.applyDetail(entry, g)
+	case key == tally.KeyFeed:
+		return st.applyFeed(entry, g)
 	default:
 		return event{}, false
 	}

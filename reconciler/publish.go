@@ -131,7 +131,8 @@ func (r *Reconciler) publishLoop() {
 // statuses, and writes to the bucket the keys whose JSON changed: each dirty
 // contest and its results by county, the national view of each office with
 // a dirty contest, KeyRegions, and, at most every PrecinctsInterval (and on
-// the final publish), the shards of precinct results changed since.
+// the final publish), the shards of precinct results changed since and
+// the feed.
 // Then it publishes the pending audit records.
 func (r *Reconciler) publish(ctx context.Context) error {
 	start := time.Now()
@@ -190,6 +191,11 @@ func (r *Reconciler) publish(ctx context.Context) error {
 		clear(r.pub.shards)
 		r.pub.allShards = false
 		r.pub.precinctsAt = start
+		// The feed follows the precincts: a batch is a region's reports
+		// in a contest since the last.
+		if r.feed.take(start) {
+			out = append(out, kv{tally.KeyFeed, append([]tally.FeedItem(nil), r.feed.items...)})
+		}
 	}
 	r.mu.Unlock()
 

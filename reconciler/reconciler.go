@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -180,6 +181,7 @@ type Reconciler struct {
 	metrics metrics
 
 	pub      publisher                     // owned by the publisher goroutine after Open
+	feed     feed                          // under mu
 	linkUp   map[tally.RegionID]time.Time  // owned by checkHealth (Open, then the health loop)
 	attached map[tally.RegionID]bool       // mirror exists and is consumed; owned like linkUp
 	durable  map[tally.RegionID]bool       // the mirror reads a durable consumer; owned like linkUp
@@ -362,6 +364,15 @@ func (r *Reconciler) Open(ctx context.Context) (err error) {
 		return fmt.Errorf("create bucket %s: %w", tally.NationalBucket, err)
 	}
 	r.kv = kv
+	// The feed goes on from what the bucket holds.
+	if entry, err := kv.Get(ctx, tally.KeyFeed); err == nil {
+		if err := json.Unmarshal(entry.Value(), &r.feed.items); err != nil {
+			r.log.Warn().Err(err).Msg("feed in the bucket not readable; starting a new one")
+			r.feed.items = nil
+		}
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("read %s from bucket %s: %w", tally.KeyFeed, tally.NationalBucket, err)
+	}
 	if err := r.openAudit(ctx); err != nil {
 		return err
 	}
