@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -94,7 +95,6 @@ type electionIndex struct {
 	contests   map[ContestID]*Contest
 	precincts  map[PrecinctID]*Precinct
 	candidates map[ContestID]map[CandidateID]*Candidate
-	onBallot   map[PrecinctID]map[ContestID]bool
 	byContest  map[ContestID][]PrecinctID
 	byRegion   map[RegionID][]PrecinctID
 	offices    []string
@@ -143,7 +143,6 @@ func (e *Election) Validate() error {
 		contests:       make(map[ContestID]*Contest, len(e.Contests)),
 		precincts:      make(map[PrecinctID]*Precinct, len(e.Precincts)),
 		candidates:     make(map[ContestID]map[CandidateID]*Candidate, len(e.Contests)),
-		onBallot:       make(map[PrecinctID]map[ContestID]bool, len(e.Precincts)),
 		byContest:      make(map[ContestID][]PrecinctID, len(e.Contests)),
 		byRegion:       make(map[RegionID][]PrecinctID, len(e.Regions)),
 		pos:            make(map[PrecinctID]int, len(e.Precincts)),
@@ -199,6 +198,7 @@ func (e *Election) Validate() error {
 			idx.offices = append(idx.offices, c.Office)
 		}
 	}
+	ballot := map[ContestID]bool{} // the precinct's contests, to find one twice
 	for i := range e.Precincts {
 		p := &e.Precincts[i]
 		if err := ValidToken(string(p.ID)); err != nil {
@@ -213,7 +213,7 @@ func (e *Election) Validate() error {
 		if p.Registered < 0 {
 			return Errorf(EINVALID, "election: precincts[%d].registered: must not be negative", i)
 		}
-		ballot := make(map[ContestID]bool, len(p.Contests))
+		clear(ballot)
 		for j, c := range p.Contests {
 			if idx.contests[c] == nil {
 				return Errorf(EINVALID, "election: precincts[%d].contests[%d]: unknown contest %q", i, j, c)
@@ -222,6 +222,9 @@ func (e *Election) Validate() error {
 				return Errorf(EINVALID, "election: precincts[%d].contests[%d]: duplicate contest %q", i, j, c)
 			}
 			ballot[c] = true
+			// The same string as the contest's id: a large election
+			// holds one copy of each id, not one per precinct.
+			p.Contests[j] = idx.contests[c].ID
 			idx.byContest[c] = append(idx.byContest[c], p.ID)
 			if idx.regionCount[c] == nil {
 				idx.regionCount[c] = map[RegionID]int{}
@@ -230,7 +233,6 @@ func (e *Election) Validate() error {
 		}
 		idx.precincts[p.ID] = p
 		idx.pos[p.ID] = i
-		idx.onBallot[p.ID] = ballot
 		idx.byRegion[p.Region] = append(idx.byRegion[p.Region], p.ID)
 	}
 	for c, counts := range idx.regionCount {
@@ -269,7 +271,10 @@ func (e *Election) Candidate(c ContestID, id CandidateID) *Candidate {
 }
 
 // OnBallot reports whether contest c is on precinct p's ballot.
-func (e *Election) OnBallot(p PrecinctID, c ContestID) bool { return e.index().onBallot[p][c] }
+func (e *Election) OnBallot(p PrecinctID, c ContestID) bool {
+	pp := e.index().precincts[p]
+	return pp != nil && slices.Contains(pp.Contests, c)
+}
 
 // ContestPrecincts returns the precincts that vote in contest c, in definition order.
 func (e *Election) ContestPrecincts(c ContestID) []PrecinctID { return e.index().byContest[c] }
