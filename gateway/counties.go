@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"maps"
 	"strconv"
@@ -20,7 +21,6 @@ const maxPrecinctLimit = 1000 // rows per page of GET /api/v1/contests/{id}/prec
 // county and by precinct, and of the feed of changes.
 type details struct {
 	counties map[tally.ContestID]*resource
-	shards   map[tally.ContestID]map[tally.Shard][]byte // JSON of tally.PrecinctResults
 	tables   map[tally.ContestID]*precinctTable
 	feed     []tally.FeedItem // as the bucket holds it: oldest first
 	feedRes  *resource
@@ -28,7 +28,6 @@ type details struct {
 
 func (d *details) reset() {
 	clear(d.counties)
-	clear(d.shards)
 	clear(d.tables)
 	d.feed, d.feedRes = nil, nil
 }
@@ -36,13 +35,13 @@ func (d *details) reset() {
 func (d *details) init() {
 	if d.counties == nil {
 		d.counties = map[tally.ContestID]*resource{}
-		d.shards = map[tally.ContestID]map[tally.Shard][]byte{}
 		d.tables = map[tally.ContestID]*precinctTable{}
 	}
 }
 
-// applyDetail applies a counties or precincts key. A precinct shard is kept
-// as its JSON, decoded only when a request needs the contest's precincts.
+// applyDetail applies a counties or precincts key. A precinct shard is not
+// kept: it makes the contest's precinct table new, and the table reads the
+// contest's shards from the bucket when a request needs them.
 func (st *watchState) applyDetail(entry jetstream.KeyValueEntry, g *Gateway) (ev event, ok bool) {
 	st.details.init()
 	key, rev := entry.Key(), entry.Revision()
@@ -71,22 +70,12 @@ func (st *watchState) applyDetail(entry jetstream.KeyValueEntry, g *Gateway) (ev
 		d.counties[id] = r
 		return event{}, false
 	}
-	cid, shard, ok := tally.ParsePrecinctsKey(key)
+	cid, _, ok := tally.ParsePrecinctsKey(key)
 	if !ok {
 		return event{}, false
 	}
 	st.revs[key], st.dirty = rev, true
-	byShard := d.shards[cid]
-	if byShard == nil {
-		byShard = map[tally.Shard][]byte{}
-		d.shards[cid] = byShard
-	}
-	if removed {
-		delete(byShard, shard)
-	} else {
-		byShard[shard] = entry.Value()
-	}
-	d.tables[cid] = newPrecinctTable(st.e, cid, byShard)
+	d.tables[cid] = &precinctTable{contest: cid, e: st.e, kv: st.kv}
 	return event{}, false
 }
 
@@ -132,7 +121,7 @@ func (d *details) snapshot(e *tally.Election, v *view) {
 	v.counties = maps.Clone(d.counties)
 	for _, c := range e.Contests {
 		if d.tables[c.ID] == nil { // no precinct results yet: every precinct out
-			d.tables[c.ID] = newPrecinctTable(e, c.ID, nil)
+			d.tables[c.ID] = &precinctTable{contest: c.ID, e: e}
 		}
 	}
 	v.precincts = maps.Clone(d.tables)
@@ -170,46 +159,78 @@ type precinctRow struct {
 }
 
 // precinctTable is every precinct of a contest, in election order, with its
-// latest result. It is immutable once built. The watcher makes one for
-// every change of a contest's precinct results, but its rows are built
-// only when a request needs them (most tables are replaced unread).
+// latest result. The watcher makes a new one for every change of a
+// contest's precinct results; its rows are read from the bucket (the
+// contest's shards, as they are then) only when a request needs them, so
+// that a gateway holds only the precinct results viewers ask for.
 type precinctTable struct {
-	contest  tally.ContestID
-	e        *tally.Election
-	byShard  map[tally.Shard][]byte // JSON of tally.PrecinctResults; never modified
-	rowsOnce sync.Once
-	rowList  []precinctRow
-	once     sync.Once
-	all      *resource
-}
+	contest tally.ContestID
+	e       *tally.Election
+	kv      jetstream.KeyValue // nil: the contest has no precinct results
 
-// newPrecinctTable returns the table of contest cid from each shard's
-// precinct results; it keeps a copy of the map, not of the results, which
-// the watcher replaces and never modifies.
-func newPrecinctTable(e *tally.Election, cid tally.ContestID, byShard map[tally.Shard][]byte) *precinctTable {
-	return &precinctTable{contest: cid, e: e, byShard: maps.Clone(byShard)}
+	mu      sync.Mutex
+	built   bool
+	rowList []precinctRow
+	once    sync.Once
+	all     *resource
 }
 
 // rows returns the table's rows, building them on first use.
-func (t *precinctTable) rows() []precinctRow {
-	t.rowsOnce.Do(func() {
-		t.rowList = precinctRows(t.e, t.contest, t.byShard)
-		t.byShard = nil
-	})
-	return t.rowList
+func (t *precinctTable) rows(ctx context.Context) ([]precinctRow, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.built {
+		return t.rowList, nil
+	}
+	latest := map[tally.PrecinctID]*tally.PrecinctResult{}
+	if t.kv != nil {
+		if err := readShards(ctx, t.kv, t.contest, latest); err != nil {
+			return nil, tally.Errorf(tally.EUNAVAILABLE, "precinct results of %q: %v", t.contest, err)
+		}
+	}
+	t.rowList, t.built = precinctRows(t.e, t.contest, latest), true
+	return t.rowList, nil
 }
 
-func precinctRows(e *tally.Election, cid tally.ContestID, byShard map[tally.Shard][]byte) []precinctRow {
-	latest := map[tally.PrecinctID]*tally.PrecinctResult{}
-	for s, b := range byShard {
+// readShards reads every shard of contest cid's precinct results from the
+// bucket into latest.
+func readShards(ctx context.Context, kv jetstream.KeyValue, cid tally.ContestID, latest map[tally.PrecinctID]*tally.PrecinctResult) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	w, err := kv.Watch(ctx, tally.KeyPrecinctsPrefix+string(cid)+".>", jetstream.IgnoreDeletes())
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	for {
+		var entry jetstream.KeyValueEntry
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errWatchEnded
+			}
+			entry = e
+		}
+		if entry == nil {
+			return nil // every current value read
+		}
+		c, s, ok := tally.ParsePrecinctsKey(entry.Key())
+		if !ok || c != cid {
+			continue
+		}
 		var pr tally.PrecinctResults
-		if err := json.Unmarshal(b, &pr); err != nil || pr.Contest != cid || pr.Region != s.Region {
+		if err := json.Unmarshal(entry.Value(), &pr); err != nil || pr.Contest != cid || pr.Region != s.Region {
 			continue // not the reconciler's: left out, as if not reported
 		}
 		for i := range pr.Precincts {
 			latest[pr.Precincts[i].ID] = &pr.Precincts[i]
 		}
 	}
+}
+
+func precinctRows(e *tally.Election, cid tally.ContestID, latest map[tally.PrecinctID]*tally.PrecinctResult) []precinctRow {
 	ids := e.ContestPrecincts(cid)
 	rows := make([]precinctRow, 0, len(ids))
 	for _, pid := range ids {
@@ -264,7 +285,10 @@ func (g *Gateway) getContestPrecincts(c echo.Context) error {
 		return g.detailNotFound(id, "precinct results")
 	}
 	qp := c.QueryParams()
-	rows := t.rows()
+	rows, err := t.rows(c.Request().Context())
+	if err != nil {
+		return err
+	}
 	if len(qp) == 0 {
 		t.once.Do(func() {
 			r, err := newResource(precinctPage{Contest: t.contest, Total: len(rows), Matched: len(rows), Precincts: rows})

@@ -83,6 +83,7 @@ func (g *Gateway) watchOnce(ctx context.Context, st *watchState) (bound bool, er
 		}
 		st.created = created
 	}
+	st.kv = kv
 	w, err := kv.WatchAll(ctx)
 	if err != nil {
 		return false, err
@@ -161,7 +162,8 @@ type watchState struct {
 	created  time.Time         // the bucket's creation, to notice it being recreated
 	loaded   bool
 	dirty    bool
-	details  details // results by county and precinct, and the feed
+	details  details            // results by county and precinct, and the feed
+	kv       jetstream.KeyValue // the bucket, as bound
 }
 
 // contestParts are the bucket values a contest's response is merged from,
