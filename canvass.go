@@ -537,7 +537,7 @@ func (v *Verification) canvassContestReconciled(c ContestID, reconciled map[Regi
 	for _, pid := range e.ContestPrecincts(c) {
 		p := e.Precinct(pid)
 		pr := CanvassPrecinct{ID: pid, Name: p.Name, County: p.County, Region: p.Region, Registered: p.Registered, Votes: map[CandidateID]int64{}}
-		if cell := t.cells[cellKey{pid, c}]; cell != nil {
+		if cell := t.Cell(pid, c); cell != nil {
 			pr.Reporting, pr.Complete = true, cell.Complete
 			for cand, n := range cell.Votes {
 				pr.Votes[cand] = n

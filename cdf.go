@@ -446,7 +446,7 @@ func (t *Totals) CDF(opts CDFOptions) (*CDFElectionReport, error) {
 			}
 			if opts.Format == CDFPrecinctLevel {
 				for _, p := range precincts {
-					if cell := t.cells[cellKey{p, c.ID}]; cell != nil {
+					if cell := t.Cell(p, c.ID); cell != nil {
 						sel.VoteCounts = appendCDFCounts(sel.VoteCounts, cdfPrecinctPrefix+string(p), cd.ID, cell.Votes, cell.VoteTypes)
 					}
 				}
@@ -499,8 +499,8 @@ func (t *Totals) cdfBallotCounts(u *cdfUnits, format CDFFormat) []CDFBallotCount
 	byPrecinct := map[PrecinctID]int64{}
 	for k, cell := range t.cells {
 		reported[k.p] = true
-		if cell.BallotsCast > byPrecinct[k.p] {
-			byPrecinct[k.p] = cell.BallotsCast
+		if cell.ballotsCast > byPrecinct[k.p] {
+			byPrecinct[k.p] = cell.ballotsCast
 		}
 	}
 	if len(byPrecinct) == 0 {

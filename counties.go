@@ -234,83 +234,97 @@ func (t *Totals) recount(c ContestID, ca *countyAgg) {
 	cr.TotalVotes, cr.BallotsCast, cr.Corrections = 0, 0, 0
 	cr.Precincts = PrecinctCount{Total: len(ca.precincts)}
 	cr.LastUpdate = time.Time{}
+	ci := t.candIndex(c)
 	for _, pid := range ca.precincts {
-		cell := t.cells[cellKey{pid, c}]
-		if cell == nil {
+		cl := t.cells[cellKey{pid, c}]
+		if cl == nil {
 			continue
 		}
 		cr.Precincts.Reporting++
-		if cell.Complete {
+		if cl.complete {
 			cr.Precincts.Complete++
 		}
-		for cand, n := range cell.Votes {
+		cl.each(ci, func(cand CandidateID, n int64) {
 			cr.Votes[cand] += n
 			cr.TotalVotes += n
-		}
-		cr.BallotsCast += cell.BallotsCast
-		cr.Corrections += cell.Corrections
-		if cell.ReportedAt.After(cr.LastUpdate) {
-			cr.LastUpdate = cell.ReportedAt
+		})
+		cr.BallotsCast += cl.ballotsCast
+		cr.Corrections += int(cl.corrections)
+		if cl.reportedAt.After(cr.LastUpdate) {
+			cr.LastUpdate = cl.reportedAt
 		}
 	}
 	ca.stale = false
 }
 
-// countyApply moves the county sums of contest c from precinct p's old cell
-// (nil when it had none) to its new one, when the contest has an index.
-func (t *Totals) countyApply(c ContestID, p PrecinctID, old *Cell, cell *Cell) {
+// countyOf returns the county of precinct p in contest c's index, or nil
+// when the contest has none (CountyResults has not asked yet).
+func (t *Totals) countyOf(c ContestID, p PrecinctID) *countyAgg {
 	ci := t.countyIdx[c]
 	if ci == nil {
-		return
+		return nil
 	}
 	i, ok := ci.of[p]
 	if !ok {
-		return // not reached: the report is valid
+		return nil // not reached: the report is valid
 	}
-	ca := ci.counties[i]
-	if ca.stale {
+	return ci.counties[i]
+}
+
+// countySub takes a precinct's old cell out of its county's sums (ca, nil
+// when the contest has no index), before Apply replaces it.
+func (t *Totals) countySub(ca *countyAgg, ci *candIndex, old *cell) {
+	if ca == nil || ca.stale {
+		return
+	}
+	if len(old.other) > 0 {
+		ca.stale = true // a candidate outside the contest: recount
 		return
 	}
 	cr := &ca.res
-	if old != nil {
-		for cand, n := range old.Votes {
-			if !ci.cands[cand] {
-				ca.stale = true
-				return
-			}
-			cr.Votes[cand] -= n
-			cr.TotalVotes -= n
-		}
-		cr.BallotsCast -= old.BallotsCast
-		cr.Corrections -= old.Corrections
-		if old.Complete {
-			cr.Precincts.Complete--
-		}
-	} else {
+	old.each(ci, func(cand CandidateID, n int64) {
+		cr.Votes[cand] -= n
+		cr.TotalVotes -= n
+	})
+	cr.BallotsCast -= old.ballotsCast
+	cr.Corrections -= int(old.corrections)
+	if old.complete {
+		cr.Precincts.Complete--
+	}
+}
+
+// countyAdd adds a precinct's new cell to its county's sums, after
+// countySub took out the old one (had: there was one, reported at oldAt).
+func (t *Totals) countyAdd(ca *countyAgg, ci *candIndex, cl *cell, had bool, oldAt time.Time) {
+	if ca == nil || ca.stale {
+		return
+	}
+	if len(cl.other) > 0 {
+		ca.stale = true
+		return
+	}
+	cr := &ca.res
+	if !had {
 		cr.Precincts.Reporting++
 	}
-	for cand, n := range cell.Votes {
-		if !ci.cands[cand] {
-			ca.stale = true
-			return
-		}
+	cl.each(ci, func(cand CandidateID, n int64) {
 		cr.Votes[cand] += n
 		cr.TotalVotes += n
-	}
-	cr.BallotsCast += cell.BallotsCast
-	cr.Corrections += cell.Corrections
-	if cell.Complete {
+	})
+	cr.BallotsCast += cl.ballotsCast
+	cr.Corrections += int(cl.corrections)
+	if cl.complete {
 		cr.Precincts.Complete++
 	}
 	// The latest report time is the first cell's, in the contest's order,
 	// with the latest instant. It follows a later time; anything else (the
 	// latest cell going back, an equal instant written otherwise) recounts.
 	switch {
-	case old != nil && !old.ReportedAt.Before(cr.LastUpdate) && !cell.ReportedAt.After(old.ReportedAt):
+	case had && !oldAt.Before(cr.LastUpdate) && !cl.reportedAt.After(oldAt):
 		ca.stale = true
-	case cell.ReportedAt.After(cr.LastUpdate):
-		cr.LastUpdate = cell.ReportedAt
-	case cell.ReportedAt.Equal(cr.LastUpdate) && cell.ReportedAt != cr.LastUpdate:
+	case cl.reportedAt.After(cr.LastUpdate):
+		cr.LastUpdate = cl.reportedAt
+	case cl.reportedAt.Equal(cr.LastUpdate) && cl.reportedAt != cr.LastUpdate:
 		ca.stale = true
 	}
 }
@@ -322,19 +336,20 @@ func (t *Totals) PrecinctResults(c ContestID, s Shard) PrecinctResults {
 	if s.N < 0 || lo >= len(t.e.Precincts) {
 		return out
 	}
+	ci := t.candIndex(c)
 	for i := lo; i < min(lo+PrecinctShardSize, len(t.e.Precincts)); i++ {
 		p := &t.e.Precincts[i]
 		if p.Region != s.Region {
 			continue
 		}
 		k := cellKey{p.ID, c}
-		cell := t.cells[k]
-		if cell == nil {
+		cl := t.cells[k]
+		if cl == nil {
 			continue
 		}
 		out.Precincts = append(out.Precincts, PrecinctResult{
-			ID: p.ID, Votes: cell.Votes, Complete: cell.Complete, Seq: cell.Seq, Report: cell.ID,
-			ReportedAt: cell.ReportedAt, Reports: cell.Reports, Corrections: cell.Corrections,
+			ID: p.ID, Votes: cl.votesMap(ci), Complete: cl.complete, Seq: cl.seq, Report: cl.id,
+			ReportedAt: cl.reportedAt, Reports: int(cl.reports), Corrections: int(cl.corrections),
 			Correction: t.corrections[k],
 		})
 	}

@@ -52,9 +52,9 @@ type RegionTallyState struct {
 }
 
 // State returns a copy of t's state that later changes to t do not affect.
-// It copies the sums (maps changed in place by Apply) but shares each cell's
-// vote maps, which Apply replaces and never changes: the cost is one small
-// struct per cell. Cells come in election order (precincts, then each
+// It copies the sums (maps changed in place by Apply) and each cell's votes,
+// but shares each cell's vote types, which Apply replaces and never
+// changes. Cells come in election order (precincts, then each
 // precinct's contests), so equal totals give equal states.
 func (t *Totals) State() *TotalsState {
 	s := &TotalsState{
@@ -68,11 +68,11 @@ func (t *Totals) State() *TotalsState {
 	for _, p := range t.e.Precincts {
 		for _, c := range p.Contests {
 			k := cellKey{p.ID, c}
-			cell := t.cells[k]
-			if cell == nil {
+			cl := t.cells[k]
+			if cl == nil {
 				continue
 			}
-			cs := CellState{Precinct: p.ID, Contest: c, Cell: *cell}
+			cs := CellState{Precinct: p.ID, Contest: c, Cell: *cl.public(t.candIndex(c))}
 			if corr := t.corrections[k]; corr != nil {
 				cc := *corr
 				cs.Correction = &cc
@@ -172,8 +172,11 @@ func RestoreTotals(e *Election, s *TotalsState) (*Totals, error) {
 			return nil, Errorf(EINVALID, "totals state: cell %s/%s: seq %d is past region %s's last seq %d",
 				cs.Precinct, cs.Contest, cs.Cell.Seq, p.Region, s.LastSeq[p.Region])
 		}
-		cell := cs.Cell
-		t.cells[k] = &cell
+		c := cs.Cell
+		cl := &cell{seq: c.Seq, id: c.ID, voteTypes: c.VoteTypes, ballotsCast: c.BallotsCast, complete: c.Complete,
+			reportedAt: c.ReportedAt, reports: int32(c.Reports), corrections: int32(c.Corrections)}
+		cl.set(t.candIndex(cs.Contest), c.Votes)
+		t.cells[k] = cl
 		if cs.Correction != nil {
 			t.noteCorrection(k, cs.Correction)
 		}
@@ -181,11 +184,11 @@ func RestoreTotals(e *Election, s *TotalsState) (*Totals, error) {
 			want[cs.Contest] = &sums{votes: map[CandidateID]int64{}}
 			wantRegion[cs.Contest] = map[RegionID]*sums{}
 		}
-		add(want[cs.Contest], &cell)
+		add(want[cs.Contest], &c)
 		if wantRegion[cs.Contest][p.Region] == nil {
 			wantRegion[cs.Contest][p.Region] = &sums{votes: map[CandidateID]int64{}}
 		}
-		add(wantRegion[cs.Contest][p.Region], &cell)
+		add(wantRegion[cs.Contest][p.Region], &c)
 	}
 	check := func(what string, w *sums, votes map[CandidateID]int64, ballots int64, reporting, complete int) error {
 		if w == nil {

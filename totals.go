@@ -1,6 +1,7 @@
 package tally
 
 import (
+	"math"
 	"time"
 )
 
@@ -10,7 +11,8 @@ import (
 // below it changes nothing. Totals is not safe for concurrent use.
 type Totals struct {
 	e        *Election
-	cells    map[cellKey]*Cell
+	cells    map[cellKey]*cell
+	cands    map[ContestID]*candIndex
 	contests map[ContestID]*ContestTally
 	lastSeq  map[RegionID]uint64
 	events   uint64
@@ -41,6 +43,107 @@ type Cell struct {
 	Corrections int                                `json:"corrections"` // corrections applied
 }
 
+// cell is how a Totals holds a Cell. A national night has millions of
+// cells, and a map of a few candidates' votes takes some 250 bytes, so the
+// votes are a slice in the order of the contest's candidates instead.
+type cell struct {
+	seq         uint64
+	id          EventID
+	votes       []int64               // by candIndex; noCount where the report had none
+	other       map[CandidateID]int64 // candidates not in the contest (never in a valid report)
+	voteTypes   map[VoteType]map[CandidateID]int64
+	ballotsCast int64
+	reportedAt  time.Time
+	reports     int32
+	corrections int32
+	complete    bool
+}
+
+// noCount marks a candidate the cell's report gave no count for.
+const noCount = math.MinInt64
+
+// candIndex numbers a contest's candidates, for cell.votes.
+type candIndex struct {
+	ids []CandidateID
+	of  map[CandidateID]int
+}
+
+func (t *Totals) candIndex(c ContestID) *candIndex {
+	if ci := t.cands[c]; ci != nil {
+		return ci
+	}
+	ci := &candIndex{of: map[CandidateID]int{}}
+	if con := t.e.Contest(c); con != nil {
+		for i, cand := range con.Candidates {
+			ci.ids = append(ci.ids, cand.ID)
+			ci.of[cand.ID] = i
+		}
+	}
+	t.cands[c] = ci
+	return ci
+}
+
+// set stores votes into the cell, reusing its slice.
+func (cl *cell) set(ci *candIndex, votes map[CandidateID]int64) {
+	if cap(cl.votes) < len(ci.ids) {
+		cl.votes = make([]int64, len(ci.ids))
+	}
+	cl.votes = cl.votes[:len(ci.ids)]
+	for i := range cl.votes {
+		cl.votes[i] = noCount
+	}
+	cl.other = nil
+	for cand, n := range votes {
+		if i, ok := ci.of[cand]; ok {
+			cl.votes[i] = n
+			continue
+		}
+		if cl.other == nil {
+			cl.other = map[CandidateID]int64{}
+		}
+		cl.other[cand] = n
+	}
+}
+
+// each calls fn with every candidate's count in the cell.
+func (cl *cell) each(ci *candIndex, fn func(CandidateID, int64)) {
+	for i, n := range cl.votes {
+		if n != noCount {
+			fn(ci.ids[i], n)
+		}
+	}
+	for cand, n := range cl.other {
+		fn(cand, n)
+	}
+}
+
+// count returns candidate cand's count in the cell (0 if none).
+func (cl *cell) count(ci *candIndex, cand CandidateID) int64 {
+	if i, ok := ci.of[cand]; ok {
+		if n := cl.votes[i]; n != noCount {
+			return n
+		}
+		return 0
+	}
+	return cl.other[cand]
+}
+
+// votesMap returns the cell's votes as a new map.
+func (cl *cell) votesMap(ci *candIndex) map[CandidateID]int64 {
+	m := make(map[CandidateID]int64, len(cl.votes)+len(cl.other))
+	cl.each(ci, func(cand CandidateID, n int64) { m[cand] = n })
+	return m
+}
+
+// public returns the cell as a Cell, with maps of its own except the vote
+// types, which Apply replaces and never changes.
+func (cl *cell) public(ci *candIndex) *Cell {
+	return &Cell{
+		Seq: cl.seq, ID: cl.id, Votes: cl.votesMap(ci), VoteTypes: cl.voteTypes, BallotsCast: cl.ballotsCast,
+		Complete: cl.complete, ReportedAt: cl.reportedAt, Reports: int(cl.reports), Corrections: int(cl.corrections),
+	}
+}
+
 // ContestTally is the sum of the latest reports of a contest's precincts.
 type ContestTally struct {
 	Votes       map[CandidateID]int64
@@ -66,7 +169,8 @@ type RegionTally struct {
 func NewTotals(e *Election) *Totals {
 	return &Totals{
 		e:        e,
-		cells:    map[cellKey]*Cell{},
+		cells:    map[cellKey]*cell{},
+		cands:    map[ContestID]*candIndex{},
 		contests: map[ContestID]*ContestTally{},
 		lastSeq:  map[RegionID]uint64{},
 	}
@@ -98,7 +202,8 @@ func (t *Totals) Apply(seq uint64, rep *Report) bool {
 	}
 	t.lastSeq[rep.Region] = seq
 	k := cellKey{rep.Precinct, rep.Contest}
-	cell := t.cells[k]
+	ci := t.candIndex(rep.Contest)
+	cl := t.cells[k]
 	ct := t.contests[rep.Contest]
 	if ct == nil {
 		ct = &ContestTally{Votes: map[CandidateID]int64{}, Regions: map[RegionID]*RegionTally{}}
@@ -109,32 +214,32 @@ func (t *Totals) Apply(seq uint64, rep *Report) bool {
 		rt = &RegionTally{Votes: map[CandidateID]int64{}}
 		ct.Regions[rep.Region] = rt
 	}
-	var old *Cell
-	if cell != nil && t.countyIdx[rep.Contest] != nil {
-		c := *cell
-		old = &c
-	}
-	if cell == nil {
-		cell = &Cell{}
-		t.cells[k] = cell
+	ca := t.countyOf(rep.Contest, rep.Precinct)
+	had := cl != nil
+	var oldAt time.Time
+	if cl == nil {
+		cl = &cell{}
+		t.cells[k] = cl
 		ct.Reporting++
 		rt.Reporting++
 	} else {
-		for cand, n := range cell.Votes {
+		cl.each(ci, func(cand CandidateID, n int64) {
 			ct.Votes[cand] -= n
 			rt.Votes[cand] -= n
-		}
-		for vt, byCand := range cell.VoteTypes {
+		})
+		for vt, byCand := range cl.voteTypes {
 			for cand, n := range byCand {
 				ct.VoteTypes[vt][cand] -= n
 			}
 		}
-		ct.BallotsCast -= cell.BallotsCast
-		rt.BallotsCast -= cell.BallotsCast
-		if cell.Complete {
+		ct.BallotsCast -= cl.ballotsCast
+		rt.BallotsCast -= cl.ballotsCast
+		if cl.complete {
 			ct.Complete--
 			rt.Complete--
 		}
+		t.countySub(ca, ci, cl)
+		oldAt = cl.reportedAt
 	}
 	for cand, n := range rep.Votes {
 		ct.Votes[cand] += n
@@ -163,18 +268,18 @@ func (t *Totals) Apply(seq uint64, rep *Report) bool {
 	}
 	if rep.Correction != nil {
 		ct.Corrections++
-		cell.Corrections++
+		cl.corrections++
 		t.noteCorrection(k, rep.Correction)
 	}
-	cell.Seq = seq
-	cell.ID = rep.ID
-	cell.Votes = rep.Votes
-	cell.VoteTypes = rep.VoteTypes
-	cell.BallotsCast = ballots
-	cell.Complete = rep.Complete
-	cell.ReportedAt = rep.ReportedAt
-	cell.Reports++
-	t.countyApply(rep.Contest, rep.Precinct, old, cell)
+	cl.seq = seq
+	cl.id = rep.ID
+	cl.set(ci, rep.Votes)
+	cl.voteTypes = rep.VoteTypes
+	cl.ballotsCast = ballots
+	cl.complete = rep.Complete
+	cl.reportedAt = rep.ReportedAt
+	cl.reports++
+	t.countyAdd(ca, ci, cl, had, oldAt)
 	if rep.ReportedAt.After(ct.Updated) {
 		ct.Updated = rep.ReportedAt
 	}
@@ -185,9 +290,41 @@ func (t *Totals) Apply(seq uint64, rep *Report) bool {
 	return true
 }
 
-// Cell returns the current state of precinct p in contest c, or nil when it
-// has not reported. The returned value must not be modified.
-func (t *Totals) Cell(p PrecinctID, c ContestID) *Cell { return t.cells[cellKey{p, c}] }
+// Cell returns a copy of the current state of precinct p in contest c, or
+// nil when it has not reported.
+func (t *Totals) Cell(p PrecinctID, c ContestID) *Cell {
+	cl := t.cells[cellKey{p, c}]
+	if cl == nil {
+		return nil
+	}
+	return cl.public(t.candIndex(c))
+}
+
+// Counted reports whether precinct p has reported in contest c and whether
+// its latest report is complete, and sets votes[i] to the count of cands[i]
+// in it (0 where it has none). It allocates nothing.
+func (t *Totals) Counted(p PrecinctID, c ContestID, cands []CandidateID, votes []int64) (reported, complete bool) {
+	cl := t.cells[cellKey{p, c}]
+	if cl == nil {
+		return false, false
+	}
+	ci := t.candIndex(c)
+	for i, cand := range cands {
+		votes[i] = cl.count(ci, cand)
+	}
+	return true, cl.complete
+}
+
+// EachVote calls fn with every candidate's count in the latest report of
+// precinct p in contest c; it reports whether there is one.
+func (t *Totals) EachVote(p PrecinctID, c ContestID, fn func(CandidateID, int64)) bool {
+	cl := t.cells[cellKey{p, c}]
+	if cl == nil {
+		return false
+	}
+	cl.each(t.candIndex(c), fn)
+	return true
+}
 
 // Contest returns the tally of contest c, or nil when nothing has been
 // reported for it. The returned value must not be modified.

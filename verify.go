@@ -345,7 +345,7 @@ func (v *Verification) report(rc *RegionCheck, ev StoredEvent, p PrecinctID, c C
 		}
 	}
 	k := cellKey{p, c}
-	before := v.totals.cells[k]
+	before := v.totals.Cell(p, c)
 	if cr := rep.Correction; cr != nil {
 		switch {
 		case before == nil:

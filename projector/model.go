@@ -72,6 +72,7 @@ type Model struct {
 	contest tally.ContestID
 	year    int
 	cands   []tally.CandidateID
+	votes   []int64 // one precinct's counts, by cands
 	k       int
 	pids    []tally.PrecinctID
 	county  []int
@@ -128,6 +129,7 @@ func NewModel(e *tally.Election, cb *ContestBaseline) (*Model, error) {
 	for _, cd := range c.Candidates {
 		m.cands = append(m.cands, cd.ID)
 	}
+	m.votes = make([]int64, len(m.cands))
 	m.pids = e.ContestPrecincts(c.ID)
 	n := len(m.pids)
 	counties := map[string]int{}
@@ -239,21 +241,21 @@ func (m *Model) Project(t *tally.Totals, at time.Time) Estimate {
 	for i, pid := range m.pids {
 		m.status[i] = 0
 		m.tot[i] = 0
-		cell := t.Cell(pid, m.contest)
-		if cell == nil {
+		reported, complete := t.Counted(pid, m.contest, m.cands, m.votes)
+		if !reported {
 			continue
 		}
 		reporting++
 		var tot float64
-		for k, cd := range m.cands {
-			v := float64(cell.Votes[cd])
+		for k, n := range m.votes {
+			v := float64(n)
 			m.counted[i*K+k] = v
 			final[k] += v
 			tot += v
 		}
 		m.tot[i] = tot
 		m.status[i] = 1
-		if cell.Complete {
+		if complete {
 			m.status[i] = 2
 			m.cntyDone[m.county[i]] = true
 			if m.hist[i] && tot > 0 {

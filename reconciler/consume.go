@@ -140,15 +140,11 @@ func (r *Reconciler) apply(reg tally.RegionID, seq uint64, subject string, data 
 		r.totals.Advance(reg, seq)
 		return false
 	}
-	var oldVotes map[tally.CandidateID]int64
-	prev := r.totals.Cell(rep.Precinct, rep.Contest)
-	if prev != nil {
-		oldVotes = prev.Votes // replaced by Apply, never modified
+	if seq <= r.totals.LastSeq(reg) {
+		return false // not reached: the consumer starts past LastSeq
 	}
-	if !r.totals.Apply(seq, rep) {
-		return false // not reached: seq is past LastSeq
-	}
-	r.feed.note(r.e, seq, rep, oldVotes, prev != nil)
+	r.feed.note(r.e, r.totals, seq, rep) // before Apply replaces the precinct's report
+	r.totals.Apply(seq, rep)
 	r.dirty[rep.Contest] = true
 	r.pub.markShard(rep.Contest, tally.Shard{Region: reg, N: r.e.PrecinctShard(rep.Precinct)})
 	if rep.ReportedAt.After(r.lastUpdate[reg]) {

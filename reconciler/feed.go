@@ -28,48 +28,54 @@ type feedBatch struct {
 	precincts map[tally.PrecinctID]bool
 }
 
-// note records report rep, stored at seq, which replaced old (the votes of
-// the precinct's previous report in the contest, had says whether it had
-// one).
-func (f *feed) note(e *tally.Election, seq uint64, rep *tally.Report, old map[tally.CandidateID]int64, had bool) {
-	base := tally.FeedItem{Contest: rep.Contest, Region: rep.Region, Votes: map[tally.CandidateID]int64{}}
+// note records report rep, stored at seq, before it is applied to t: the
+// change it makes is its votes less those of the report it replaces.
+func (f *feed) note(e *tally.Election, t *tally.Totals, seq uint64, rep *tally.Report) {
+	var it *tally.FeedItem
 	if rep.Correction != nil {
-		it := base
-		it.Kind, it.At, it.Precinct, it.Seq, it.Precincts = tally.FeedCorrection, rep.ReportedAt, rep.Precinct, seq, 1
-		it.Supersedes, it.SupersedesSeq, it.Reason = rep.Correction.Supersedes, rep.Correction.SupersedesSeq, rep.Correction.Reason
-		it.TotalVotes = addDelta(it.Votes, old, rep.Votes)
-		names(e, &it)
+		f.corrections = append(f.corrections, tally.FeedItem{Kind: tally.FeedCorrection, Contest: rep.Contest, Region: rep.Region,
+			Votes: map[tally.CandidateID]int64{}, At: rep.ReportedAt, Precinct: rep.Precinct, Seq: seq, Precincts: 1,
+			Supersedes: rep.Correction.Supersedes, SupersedesSeq: rep.Correction.SupersedesSeq, Reason: rep.Correction.Reason})
+		it = &f.corrections[len(f.corrections)-1]
+		names(e, it)
 		if p := e.Precinct(rep.Precinct); p != nil {
 			it.PrecinctName = p.Name
 		}
-		f.corrections = append(f.corrections, it)
-		if len(f.corrections) >= 2*tally.FeedSize { // only the latest can be shown
-			f.corrections = append([]tally.FeedItem(nil), f.corrections[tally.FeedSize:]...)
+	} else {
+		k := feedKey{rep.Contest, rep.Region}
+		b := f.batches[k]
+		if b == nil {
+			if f.batches == nil {
+				f.batches = map[feedKey]*feedBatch{}
+			}
+			b = &feedBatch{item: tally.FeedItem{Kind: tally.FeedBatch, Contest: rep.Contest, Region: rep.Region,
+				Votes: map[tally.CandidateID]int64{}}, precincts: map[tally.PrecinctID]bool{}}
+			names(e, &b.item)
+			f.batches[k] = b
+			f.order = append(f.order, k)
 		}
-		return
-	}
-	k := feedKey{rep.Contest, rep.Region}
-	b := f.batches[k]
-	if b == nil {
-		if f.batches == nil {
-			f.batches = map[feedKey]*feedBatch{}
+		it = &b.item
+		if rep.ReportedAt.After(it.At) {
+			it.At = rep.ReportedAt
 		}
-		b = &feedBatch{item: base, precincts: map[tally.PrecinctID]bool{}}
-		b.item.Kind = tally.FeedBatch
-		names(e, &b.item)
-		f.batches[k] = b
-		f.order = append(f.order, k)
-	}
-	if !b.precincts[rep.Precinct] {
-		b.precincts[rep.Precinct] = true
-		b.item.Precincts++
-		if !had {
-			b.item.NewPrecincts++
+		if !b.precincts[rep.Precinct] {
+			b.precincts[rep.Precinct] = true
+			it.Precincts++
 		}
 	}
-	b.item.TotalVotes += addDelta(b.item.Votes, old, rep.Votes)
-	if rep.ReportedAt.After(b.item.At) {
-		b.item.At = rep.ReportedAt
+	had := t.EachVote(rep.Precinct, rep.Contest, func(cand tally.CandidateID, n int64) {
+		it.Votes[cand] -= n
+		it.TotalVotes -= n
+	})
+	if !had && it.Kind == tally.FeedBatch {
+		it.NewPrecincts++
+	}
+	for cand, n := range rep.Votes {
+		it.Votes[cand] += n
+		it.TotalVotes += n
+	}
+	if len(f.corrections) >= 2*tally.FeedSize { // only the latest can be shown
+		f.corrections = append([]tally.FeedItem(nil), f.corrections[tally.FeedSize:]...)
 	}
 }
 
@@ -80,22 +86,6 @@ func names(e *tally.Election, it *tally.FeedItem) {
 	if r := e.Region(it.Region); r != nil {
 		it.RegionName = r.Name
 	}
-}
-
-// addDelta adds cur minus prev per candidate to d and returns the total.
-func addDelta(d, prev, cur map[tally.CandidateID]int64) int64 {
-	var total int64
-	for c, n := range cur {
-		d[c] += n - prev[c]
-		total += n - prev[c]
-	}
-	for c, n := range prev {
-		if _, ok := cur[c]; !ok {
-			d[c] -= n
-			total -= n
-		}
-	}
-	return total
 }
 
 // take moves the batches and corrections noted since the last take into
