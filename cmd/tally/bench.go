@@ -519,6 +519,14 @@ func (m *BenchMain) run(ctx context.Context) (*benchReport, error) {
 	if err != nil {
 		return rep, err
 	}
+	cpuProcs := map[string]int{"hub": hub.cmd.Process.Pid, "bench": os.Getpid()}
+	for _, r := range regions {
+		cpuProcs[string(r.id)] = r.cmd.Process.Pid
+	}
+	ingestCPU, err := newCPUMeter(cpuProcs)
+	if err != nil {
+		return rep, fmt.Errorf("cpu time: %w", err)
+	}
 	pollCtx, stopPoll := context.WithCancel(ctx)
 	go func() {
 		for pollCtx.Err() == nil {
@@ -563,6 +571,10 @@ func (m *BenchMain) run(ctx context.Context) (*benchReport, error) {
 	}
 	ingestEl := tEnd.Sub(t0)
 	ingestRate := float64(events) / ingestEl.Seconds()
+	cpu, err := ingestCPU.since()
+	if err != nil {
+		return rep, fmt.Errorf("cpu time: %w", err)
+	}
 	if int(st.sent.Load()) != events {
 		return rep, fmt.Errorf("ingest: %d events accepted, want %d", st.sent.Load(), events)
 	}
@@ -577,16 +589,38 @@ func (m *BenchMain) run(ctx context.Context) (*benchReport, error) {
 	prog.set("raw publish", func() string {
 		return fmt.Sprintf("%s of %s events published", commas(float64(rawDone.Load())), commas(float64(events)))
 	})
+	rawCPU, err := newCPUMeter(map[string]int{"bench": os.Getpid()})
+	if err != nil {
+		return rep, fmt.Errorf("cpu time: %w", err)
+	}
 	rawN, rawEl, err := rawPublish(ctx, filepath.Join(dir, "raw"), func(fn func(*tally.Report) error) error {
 		return b.events(o.Clients, st.finalSeq, fn)
 	}, &rawDone)
 	if err != nil {
 		return rep, fmt.Errorf("raw publish: %w", err)
 	}
+	rcpu, err := rawCPU.since()
+	if err != nil {
+		return rep, fmt.Errorf("cpu time: %w", err)
+	}
 	rawRate := float64(rawN) / rawEl.Seconds()
 	rep.add("ingest", ingestRate, "events/s", rawRate, "raw JetStream async publish", ingestRate/rawRate, ">= 0.60", ptr(ingestRate/rawRate >= 0.6),
 		fmt.Sprintf("%s events (%d regions x %d clients, batches of %d) in %s, from the first POST until the hub applied the last; raw: %s events in %s into one file-backed stream of an embedded server",
 			commas(float64(events)), len(regions), o.Clients, o.Batch, ingestEl.Round(time.Millisecond), commas(float64(rawN)), rawEl.Round(time.Millisecond)))
+
+	perEvent := func(d time.Duration, n int) float64 { return float64(d.Microseconds()) / float64(n) }
+	var total, regionsCPU time.Duration
+	for name, d := range cpu {
+		total += d
+		if name != "hub" && name != "bench" {
+			regionsCPU += d
+		}
+	}
+	rawPer := perEvent(rcpu["bench"], rawN)
+	rep.add("CPU per event", perEvent(total, events), "µs", rawPer, "raw JetStream async publish", perEvent(total, events)/rawPer, "", nil,
+		fmt.Sprintf("CPU time (user and system) over the ingest, per event: hub %.1f µs, regions %.1f µs (together), the bench process (load generator, viewers) %.1f µs; %.2f cores busy on average. Raw: the bench process (embedded server and publisher) %.1f µs, %.2f cores busy",
+			perEvent(cpu["hub"], events), perEvent(regionsCPU, events), perEvent(cpu["bench"], events), total.Seconds()/ingestEl.Seconds(),
+			rawPer, rcpu["bench"].Seconds()/rawEl.Seconds()))
 
 	// Freshness: submit to SSE under load.
 	probeContest := benchContest(b.regions[0], o.Contests-1)

@@ -427,3 +427,66 @@ func randomToken() string {
 	_, _ = rand.Read(b) // crypto/rand.Read never fails
 	return hex.EncodeToString(b)
 }
+
+// clockTicks is the unit of /proc/<pid>/stat's CPU times (USER_HZ, 100 on
+// Linux).
+const clockTicks = 100
+
+// procCPU returns the CPU time (user and system) process pid has used.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses and may hold
+	// spaces: state is field 3, utime 14 and stime 15.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %v", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// cpuMeter takes the CPU time of a set of processes, by name, at two
+// moments.
+type cpuMeter struct {
+	pids  map[string]int
+	start map[string]time.Duration
+}
+
+func newCPUMeter(pids map[string]int) (*cpuMeter, error) {
+	m := &cpuMeter{pids: pids, start: map[string]time.Duration{}}
+	for name, pid := range pids {
+		d, err := procCPU(pid)
+		if err != nil {
+			return nil, err
+		}
+		m.start[name] = d
+	}
+	return m, nil
+}
+
+// since returns each process's CPU time since the meter was made.
+func (m *cpuMeter) since() (map[string]time.Duration, error) {
+	out := map[string]time.Duration{}
+	for name, pid := range m.pids {
+		d, err := procCPU(pid)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = d - m.start[name]
+	}
+	return out, nil
+}
