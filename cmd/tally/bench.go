@@ -608,6 +608,18 @@ func (m *BenchMain) run(ctx context.Context) (*benchReport, error) {
 		fmt.Sprintf("%s events (%d regions x %d clients, batches of %d) in %s, from the first POST until the hub applied the last; raw: %s events in %s into one file-backed stream of an embedded server",
 			commas(float64(events)), len(regions), o.Clients, o.Batch, ingestEl.Round(time.Millisecond), commas(float64(rawN)), rawEl.Round(time.Millisecond)))
 
+	prog.set("ingest floor", nil)
+	floorN, floorEl, err := pipelineFloor(ctx, filepath.Join(dir, "floor"), func(fn func(*tally.Report) error) error {
+		return b.events(o.Clients, st.finalSeq, fn)
+	}, 10*time.Minute)
+	if err != nil {
+		return rep, fmt.Errorf("ingest floor: %w", err)
+	}
+	floorRate := float64(floorN) / floorEl.Seconds()
+	rep.add("ingest floor", floorRate, "events/s", rawRate, "raw JetStream async publish", floorRate/rawRate, "", nil,
+		fmt.Sprintf("JetStream alone on the ingest's path, none of Tally's work: the same %s events published with Nats-Msg-Id into a file-backed stream, read back by an ordered consumer on its server (as a region applies its own stream), mirrored over a leaf link to a second server and read there by an ordered consumer (as the hub does); both servers in this process; %s until the second consumer read the last. Tally's ingest is %.2f of it",
+			commas(float64(floorN)), floorEl.Round(time.Millisecond), ingestRate/floorRate))
+
 	perEvent := func(d time.Duration, n int) float64 { return float64(d.Microseconds()) / float64(n) }
 	var total, regionsCPU time.Duration
 	for name, d := range cpu {

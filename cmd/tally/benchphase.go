@@ -259,42 +259,88 @@ func catchUpSeries(ctx context.Context, from, target uint64, timeout time.Durati
 	}
 }
 
-// mirrorBaseline measures the catch-up baseline: a backlog stored in the
-// RESULTS stream of one embedded server (domain "origin"), mirrored by a
-// plain JetStream mirror on a second one (domain "hubx") over a leaf link
-// through the same kind of TCP proxy the regions use; the mirror is created
-// once the backlog is in place. It returns the events mirrored per second
-// from the first event in the mirror to the last.
-func mirrorBaseline(ctx context.Context, dir string, gen func(func(*tally.Report) error) error, region tally.RegionID, timeout time.Duration) (int, time.Duration, error) {
+// leafPair is two embedded JetStream servers in this process: origin
+// (domain "origin", a region's place) linked to hub (domain "hubx") by a
+// leaf link through the same kind of TCP proxy the regions use.
+type leafPair struct {
+	origin, hub *server.Server
+	proxy       *linkProxy
+}
+
+func startLeafPair(dir string) (*leafPair, error) {
 	var hopts *server.Options
 	hub, err := embeddedJS(dir+"/hubx", "hubx", func(o *server.Options) { o.LeafNode.Host, o.LeafNode.Port, hopts = "127.0.0.1", -1, o })
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
-	defer func() { hub.Shutdown(); hub.WaitForShutdown() }()
-	proxy, err := newLinkProxy(net.JoinHostPort("127.0.0.1", strconv.Itoa(hopts.LeafNode.Port)))
+	lp := &leafPair{hub: hub}
+	lp.proxy, err = newLinkProxy(net.JoinHostPort("127.0.0.1", strconv.Itoa(hopts.LeafNode.Port)))
 	if err != nil {
-		return 0, 0, err
+		lp.close()
+		return nil, err
 	}
-	defer proxy.Close()
-	u, _ := url.Parse("nats-leaf://" + proxy.Addr()) // a valid URL
-	origin, err := embeddedJS(dir+"/origin", "origin", func(o *server.Options) {
+	u, _ := url.Parse("nats-leaf://" + lp.proxy.Addr()) // a valid URL
+	lp.origin, err = embeddedJS(dir+"/origin", "origin", func(o *server.Options) {
 		o.LeafNode.Remotes = []*server.RemoteLeafOpts{{URLs: []*url.URL{u}}}
 		o.LeafNode.ReconnectInterval = time.Second
 	})
 	if err != nil {
+		lp.close()
+		return nil, err
+	}
+	// Wait for the leaf link before anything is mirrored.
+	for deadline := time.Now().Add(10 * time.Second); lp.origin.NumLeafNodes() == 0; {
+		if time.Now().After(deadline) {
+			lp.close()
+			return nil, fmt.Errorf("no leaf link between the baseline servers")
+		}
+		time.Sleep(20 * time.Millisecond) // polling the link
+	}
+	return lp, nil
+}
+
+func (lp *leafPair) close() {
+	for _, s := range []*server.Server{lp.origin, lp.hub} {
+		if s != nil {
+			s.Shutdown()
+			s.WaitForShutdown()
+		}
+	}
+	if lp.proxy != nil {
+		lp.proxy.Close()
+	}
+}
+
+// connect returns a JetStream client of s.
+func connectJS(s *server.Server) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+// mirrorBaseline measures the catch-up baseline: a backlog stored in the
+// RESULTS stream of a leafPair's origin, mirrored by a plain JetStream
+// mirror on its hub; the mirror is created once the backlog is in place. It
+// returns the events mirrored, and the time from the first event in the
+// mirror to the last.
+func mirrorBaseline(ctx context.Context, dir string, gen func(func(*tally.Report) error) error, region tally.RegionID, timeout time.Duration) (int, time.Duration, error) {
+	lp, err := startLeafPair(dir)
+	if err != nil {
 		return 0, 0, err
 	}
-	defer func() { origin.Shutdown(); origin.WaitForShutdown() }()
-	onc, err := nats.Connect(origin.ClientURL())
+	defer lp.close()
+	onc, ojs, err := connectJS(lp.origin)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer onc.Close()
-	ojs, err := jetstream.New(onc, jetstream.WithPublishAsyncMaxPending(4096))
-	if err != nil {
-		return 0, 0, err
-	}
 	if _, err := ojs.CreateStream(ctx, jetstream.StreamConfig{Name: tally.ResultsStream, Subjects: []string{tally.ResultsSubjects(region)}, Storage: jetstream.FileStorage}); err != nil {
 		return 0, 0, err
 	}
@@ -302,22 +348,11 @@ func mirrorBaseline(ctx context.Context, dir string, gen func(func(*tally.Report
 	if err != nil {
 		return 0, 0, err
 	}
-	hnc, err := nats.Connect(hub.ClientURL())
+	hnc, hjs, err := connectJS(lp.hub)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer hnc.Close()
-	hjs, err := jetstream.New(hnc)
-	if err != nil {
-		return 0, 0, err
-	}
-	// Wait for the leaf link before creating the mirror.
-	for deadline := time.Now().Add(10 * time.Second); origin.NumLeafNodes() == 0; {
-		if time.Now().After(deadline) {
-			return 0, 0, fmt.Errorf("baseline mirror: no leaf link")
-		}
-		time.Sleep(20 * time.Millisecond) // polling the link
-	}
 	s, err := hjs.CreateStream(ctx, jetstream.StreamConfig{Name: "MIRROR_X", Storage: jetstream.FileStorage,
 		Mirror: &jetstream.StreamSource{Name: tally.ResultsStream, Domain: "origin"}})
 	if err != nil {
@@ -334,4 +369,66 @@ func mirrorBaseline(ctx context.Context, dir string, gen func(func(*tally.Report
 		return 0, 0, fmt.Errorf("baseline mirror: %w", err)
 	}
 	return int(uint64(n) - firstN), done.Sub(first), nil
+}
+
+// pipelineFloor measures what JetStream alone costs on Tally's ingest path,
+// without any of Tally's own work (HTTP, JSON, validation, totals,
+// publishing): the events are published asynchronously with their
+// Nats-Msg-Id into a file-backed stream on a leafPair's origin, read back
+// by an ordered consumer there (a region applies its own stream so), and
+// mirrored to the hub, where a second ordered consumer reads the mirror
+// (the reconciler's part). It returns the events and the time from the
+// first publish until the hub's consumer has read the last.
+func pipelineFloor(ctx context.Context, dir string, gen func(func(*tally.Report) error) error, timeout time.Duration) (int, time.Duration, error) {
+	lp, err := startLeafPair(dir)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer lp.close()
+	onc, ojs, err := connectJS(lp.origin)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer onc.Close()
+	hnc, hjs, err := connectJS(lp.hub)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer hnc.Close()
+	if _, err := ojs.CreateStream(ctx, jetstream.StreamConfig{Name: tally.ResultsStream, Subjects: []string{"tally.>"}, Storage: jetstream.FileStorage}); err != nil {
+		return 0, 0, err
+	}
+	if _, err := hjs.CreateStream(ctx, jetstream.StreamConfig{Name: "MIRROR_X", Storage: jetstream.FileStorage,
+		Mirror: &jetstream.StreamSource{Name: tally.ResultsStream, Domain: "origin"}}); err != nil {
+		return 0, 0, err
+	}
+	var read [2]atomic.Int64
+	for i, js := range []jetstream.JetStream{ojs, hjs} {
+		name := []string{tally.ResultsStream, "MIRROR_X"}[i]
+		c, err := js.OrderedConsumer(ctx, name, jetstream.OrderedConsumerConfig{})
+		if err != nil {
+			return 0, 0, err
+		}
+		cc, err := c.Consume(func(jetstream.Msg) { read[i].Add(1) })
+		if err != nil {
+			return 0, 0, err
+		}
+		defer cc.Stop()
+	}
+	start := time.Now()
+	n, err := asyncPublish(ctx, ojs, gen, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	for deadline := time.Now().Add(timeout); read[0].Load() < int64(n) || read[1].Load() < int64(n); {
+		if time.Now().After(deadline) {
+			return 0, 0, fmt.Errorf("pipeline floor: %d and %d of %d events read after %s", read[0].Load(), read[1].Load(), n, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, 0, ctx.Err()
+		case <-time.After(5 * time.Millisecond): // polling the counts
+		}
+	}
+	return n, time.Since(start), nil
 }
