@@ -1,7 +1,9 @@
 package tally
 
 import (
+	"cmp"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -62,10 +64,12 @@ type cell struct {
 // noCount marks a candidate the cell's report gave no count for.
 const noCount = math.MinInt64
 
-// candIndex numbers a contest's candidates, for cell.votes.
+// candIndex numbers a contest's candidates, for cell.votes. It is never
+// changed once made, so copies of the Totals share it.
 type candIndex struct {
-	ids []CandidateID
-	of  map[CandidateID]int
+	ids    []CandidateID
+	of     map[CandidateID]int
+	sorted []int // indexes in the order of the ids, as encoding/json writes a map's keys
 }
 
 func (t *Totals) candIndex(c ContestID) *candIndex {
@@ -77,8 +81,10 @@ func (t *Totals) candIndex(c ContestID) *candIndex {
 		for i, cand := range con.Candidates {
 			ci.ids = append(ci.ids, cand.ID)
 			ci.of[cand.ID] = i
+			ci.sorted = append(ci.sorted, i)
 		}
 	}
+	slices.SortFunc(ci.sorted, func(a, b int) int { return cmp.Compare(ci.ids[a], ci.ids[b]) })
 	t.cands[c] = ci
 	return ci
 }

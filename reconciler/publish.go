@@ -139,9 +139,13 @@ func (r *Reconciler) publish(ctx context.Context) error {
 	final := r.ctx.Err() != nil
 	type kv struct {
 		key string
-		val any
+		val any    // encoded after the lock
+		raw []byte // or already encoded
 	}
-	var out []kv
+	var (
+		out     []kv
+		encErrs []error
+	)
 	r.mu.Lock()
 	if len(r.dirty) > 0 || r.regionsDirty {
 		sm := r.statusMapLocked()
@@ -150,32 +154,33 @@ func (r *Reconciler) publish(ctx context.Context) error {
 			if !r.dirty[c.ID] {
 				continue
 			}
-			out = append(out, kv{tally.ContestKey(c.ID), r.totals.ContestResult(c.ID, sm)})
-			out = append(out, kv{tally.CountiesKey(c.ID), r.totals.CountyResults(c.ID)})
+			out = append(out, kv{key: tally.ContestKey(c.ID), val: r.totals.ContestResult(c.ID, sm)})
+			out = append(out, kv{key: tally.CountiesKey(c.ID), val: r.totals.CountyResults(c.ID)})
 			if c.Office != "" {
 				offices[c.Office] = true
 			}
 		}
 		for _, office := range r.e.Offices() {
 			if offices[office] {
-				out = append(out, kv{tally.ContestKey(tally.NationalContestID(office)), r.nationalLocked(office, sm)})
+				out = append(out, kv{key: tally.ContestKey(tally.NationalContestID(office)), val: r.nationalLocked(office, sm)})
 			}
 		}
 		if r.regionsDirty {
-			out = append(out, kv{tally.KeyRegions, append([]tally.RegionStatus(nil), r.statuses...)})
+			out = append(out, kv{key: tally.KeyRegions, val: append([]tally.RegionStatus(nil), r.statuses...)})
 		}
 		clear(r.dirty)
 		r.regionsDirty = false
 	}
 	if (len(r.pub.shards) > 0 || r.pub.allShards) && (final || start.Sub(r.pub.precinctsAt) >= PrecinctsInterval) {
+		var refs []shardRef
 		if r.pub.allShards {
 			for _, c := range r.e.Contests {
 				for _, s := range r.e.ContestShards(c.ID) {
-					out = append(out, kv{tally.PrecinctsKey(c.ID, s), r.totals.PrecinctResults(c.ID, s)})
+					refs = append(refs, shardRef{c.ID, s})
 				}
 			}
 		} else {
-			refs := make([]shardRef, 0, len(r.pub.shards))
+			refs = make([]shardRef, 0, len(r.pub.shards))
 			for ref := range r.pub.shards {
 				refs = append(refs, ref)
 			}
@@ -184,25 +189,39 @@ func (r *Reconciler) publish(ctx context.Context) error {
 			slices.SortFunc(refs, func(a, b shardRef) int {
 				return cmp.Or(cmp.Compare(a.c, b.c), cmp.Compare(a.s.N, b.s.N), cmp.Compare(a.s.Region, b.s.Region))
 			})
-			for _, ref := range refs {
-				out = append(out, kv{tally.PrecinctsKey(ref.c, ref.s), r.totals.PrecinctResults(ref.c, ref.s)})
+		}
+		var failed []shardRef
+		for _, ref := range refs {
+			b, err := r.totals.AppendPrecinctResults(nil, ref.c, ref.s)
+			if err != nil { // not reached with valid reports: tried again next time
+				encErrs = append(encErrs, fmt.Errorf("encode %s: %w", tally.PrecinctsKey(ref.c, ref.s), err))
+				failed = append(failed, ref)
+				continue
 			}
+			out = append(out, kv{key: tally.PrecinctsKey(ref.c, ref.s), raw: b})
 		}
 		clear(r.pub.shards)
+		for _, ref := range failed {
+			r.pub.shards[ref] = true
+		}
 		r.pub.allShards = false
 		r.pub.precinctsAt = start
 		// The feed follows the precincts: a batch is a region's reports
 		// in a contest since the last.
 		if r.feed.take(start) {
-			out = append(out, kv{tally.KeyFeed, append([]tally.FeedItem(nil), r.feed.items...)})
+			out = append(out, kv{key: tally.KeyFeed, val: append([]tally.FeedItem(nil), r.feed.items...)})
 		}
 	}
 	r.mu.Unlock()
 
 	for _, o := range out {
-		b, err := json.Marshal(o.val)
-		if err != nil {
-			return fmt.Errorf("encode %s: %w", o.key, err)
+		b := o.raw
+		if b == nil {
+			var err error
+			if b, err = json.Marshal(o.val); err != nil {
+				encErrs = append(encErrs, fmt.Errorf("encode %s: %w", o.key, err))
+				continue
+			}
 		}
 		r.pub.stage(o.key, b)
 	}
@@ -211,5 +230,5 @@ func (r *Reconciler) publish(ctx context.Context) error {
 	if n > 0 {
 		r.log.Debug().Int("keys", n).Int64("duration_ms", time.Since(start).Milliseconds()).Msg("national state published")
 	}
-	return errors.Join(err, r.flushAudit(ctx))
+	return errors.Join(append(encErrs, err, r.flushAudit(ctx))...)
 }
