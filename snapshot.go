@@ -57,14 +57,8 @@ type RegionTallyState struct {
 // changes. Cells come in election order (precincts, then each
 // precinct's contests), so equal totals give equal states.
 func (t *Totals) State() *TotalsState {
-	s := &TotalsState{
-		Election: t.e.ID, Events: t.events,
-		LastSeq: make(map[RegionID]uint64, len(t.lastSeq)),
-		Cells:   make([]CellState, 0, len(t.cells)),
-	}
-	for r, seq := range t.lastSeq {
-		s.LastSeq[r] = seq
-	}
+	s := t.sums()
+	s.Cells = make([]CellState, 0, len(t.cells))
 	for _, p := range t.e.Precincts {
 		for _, c := range p.Contests {
 			k := cellKey{p.ID, c}
@@ -79,6 +73,18 @@ func (t *Totals) State() *TotalsState {
 			}
 			s.Cells = append(s.Cells, cs)
 		}
+	}
+	return s
+}
+
+// sums returns t's state without its cells.
+func (t *Totals) sums() *TotalsState {
+	s := &TotalsState{
+		Election: t.e.ID, Events: t.events,
+		LastSeq: make(map[RegionID]uint64, len(t.lastSeq)),
+	}
+	for r, seq := range t.lastSeq {
+		s.LastSeq[r] = seq
 	}
 	for _, con := range t.e.Contests {
 		ct := t.contests[con.ID]

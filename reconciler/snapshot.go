@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -58,11 +59,12 @@ type regionSnapshot struct {
 }
 
 // takeLocked copies the state into a snapshot that later changes do not
-// affect. The caller holds r.mu.
-func (r *Reconciler) takeLocked() *snapshot {
+// affect, its totals apart (Totals nil): their copy is written into the
+// snapshot's place by writeSnapshot. The caller holds r.mu.
+func (r *Reconciler) takeLocked() (*snapshot, *tally.TotalsCopy) {
 	s := &snapshot{
 		Version: snapshotVersion, Election: r.e.ID, Taken: time.Now().UTC(),
-		Totals: r.totals.State(), Audit: append([]auditMsg(nil), r.audit...),
+		Audit: append([]auditMsg(nil), r.audit...),
 	}
 	for _, st := range r.statuses {
 		s.Regions = append(s.Regions, regionSnapshot{
@@ -70,7 +72,30 @@ func (r *Reconciler) takeLocked() *snapshot {
 			Checkpoint: copyEvent(st.Checkpoint), Alert: copyEvent(st.Alert),
 		})
 	}
-	return s
+	return s, r.totals.Copy()
+}
+
+// writeSnapshot writes s, with totals in its Totals' place, as JSON, the
+// totals a cell at a time: a national night's snapshot is hundreds of
+// megabytes, too much to build whole in memory beside the state itself.
+func writeSnapshot(w io.Writer, s *snapshot, totals *tally.TotalsCopy) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	const mark = `"totals":null`
+	i := bytes.Index(b, []byte(mark))
+	if i < 0 {
+		return fmt.Errorf("snapshot: no totals field in %.60s", b)
+	}
+	if _, err := w.Write(b[:i+len(mark)-len("null")]); err != nil {
+		return err
+	}
+	if err := totals.WriteJSON(w); err != nil {
+		return err
+	}
+	_, err = w.Write(b[i+len(mark):])
+	return err
 }
 
 func copyEvent(ev *tally.CheckpointEvent) *tally.CheckpointEvent {
@@ -93,23 +118,44 @@ func (r *Reconciler) saveSnapshot(ctx context.Context) error {
 		return nil
 	}
 	gen := r.gen
-	s := r.takeLocked()
+	s, totals := r.takeLocked()
 	r.mu.Unlock()
-	b, err := json.Marshal(s)
-	if err != nil {
-		return fmt.Errorf("encode snapshot: %w", err)
-	}
-	if _, err := r.obs.Put(ctx, jetstream.ObjectMeta{
+	pr, pw := io.Pipe()
+	var written int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		cw := &countingWriter{w: pw}
+		err := writeSnapshot(cw, s, totals)
+		written = cw.n
+		pw.CloseWithError(err) // nil: the end of the object
+	}()
+	_, err := r.obs.Put(ctx, jetstream.ObjectMeta{
 		Name:        tally.SnapshotObject,
 		Description: "reconciler state of election " + r.e.ID,
-	}, bytes.NewReader(b)); err != nil {
+	}, pr)
+	pr.CloseWithError(errors.New("snapshot not saved")) // ends the writer if Put stopped reading
+	<-done
+	if err != nil {
 		return fmt.Errorf("save snapshot: %w", err)
 	}
 	r.mu.Lock()
 	r.savedGen = gen
 	r.mu.Unlock()
-	r.log.Debug().Int("bytes", len(b)).Int64("duration_ms", time.Since(start).Milliseconds()).Msg("snapshot saved")
+	r.log.Debug().Int64("bytes", written).Int("cells", totals.Cells()).Int64("duration_ms", time.Since(start).Milliseconds()).Msg("snapshot saved")
 	return nil
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // snapshotBudget bounds the share of time the snapshots take: after a save
