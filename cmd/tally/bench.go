@@ -17,11 +17,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -187,6 +189,7 @@ func (m *BenchMain) Run(ctx context.Context) error {
 			return err
 		}
 		m.profiling = f
+		go heapOnSignal(ctx, m.profileOut)
 		if m.profileRole == "hub" {
 			m.inner = NewHubMain(m.logOut)
 		} else {
@@ -212,6 +215,26 @@ func (m *BenchMain) Run(ctx context.Context) error {
 		}
 	}
 	return err
+}
+
+// heapOnSignal writes a heap profile to out.heap.<n>.pprof each time the
+// process gets SIGUSR1, until ctx ends: a profile of a run that cannot
+// finish (one that would run out of memory, say).
+func heapOnSignal(ctx context.Context, out string) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR1)
+	defer signal.Stop(sig)
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sig:
+		}
+		if f, err := os.Create(fmt.Sprintf("%s.heap.%d.pprof", out, n)); err == nil {
+			_ = pprof.Lookup("heap").WriteTo(f, 0) // best effort: a profile of a profile run
+			f.Close()
+		}
+	}
 }
 
 // Close stops the baseline server or the profiled role.

@@ -225,7 +225,9 @@ func asyncPublish(ctx context.Context, js jetstream.JetStream, gen func(func(*ta
 		m := nats.NewMsg(tally.ResultsSubject(r.Region, r.Precinct, r.Contest))
 		m.Data = bytes.Clone(buf)
 		m.Header.Set(jetstream.MsgIDHeader, string(r.ID))
-		if _, err := js.PublishMsgAsync(m); err != nil {
+		// A store slower than the publisher (a large run on a loaded
+		// machine) stalls it: it waits, up to a bound far above any pause.
+		if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute)); err != nil {
 			return err
 		}
 		n++
