@@ -160,14 +160,13 @@ func (t *Totals) CountyResults(c ContestID) CountyResults {
 // and their sums, kept up to date by Apply once the index exists. A Totals
 // builds it for a contest the first time CountyResults asks.
 type countyIndex struct {
-	counties []*countyAgg       // sorted by name
-	of       map[PrecinctID]int // precinct -> index in counties
-	cands    map[CandidateID]bool
+	counties []*countyAgg   // sorted by name
+	byName   map[string]int // county name -> index in counties
 }
 
 // countyAgg is one county of a countyIndex.
 type countyAgg struct {
-	precincts []PrecinctID // in the contest's order
+	precincts []int32      // indexes in Election.Precincts, in the contest's order
 	res       CountyResult // the sums; Votes and Regions are not shared outside
 	// stale: res must be recounted from the cells before it is read (a
 	// change Apply cannot follow by addition: the latest report time going
@@ -179,12 +178,7 @@ func (t *Totals) countyIndex(c ContestID) *countyIndex {
 	if ci := t.countyIdx[c]; ci != nil {
 		return ci
 	}
-	ci := &countyIndex{of: map[PrecinctID]int{}, cands: map[CandidateID]bool{}}
-	if con := t.e.Contest(c); con != nil {
-		for _, cand := range con.Candidates {
-			ci.cands[cand.ID] = true
-		}
-	}
+	ci := &countyIndex{byName: map[string]int{}}
 	byName := map[string]*countyAgg{}
 	var names []string
 	for _, pid := range t.e.ContestPrecincts(c) {
@@ -204,15 +198,13 @@ func (t *Totals) countyIndex(c ContestID) *countyIndex {
 				ca.res.Regions = append(ca.res.Regions, p.Region)
 			}
 		}
-		ca.precincts = append(ca.precincts, pid)
+		ca.precincts = append(ca.precincts, int32(t.e.PrecinctIndex(pid)))
 	}
 	sort.Strings(names)
 	for i, n := range names {
 		ca := byName[n]
 		ci.counties = append(ci.counties, ca)
-		for _, pid := range ca.precincts {
-			ci.of[pid] = i
-		}
+		ci.byName[n] = i
 		t.recount(c, ca)
 	}
 	if t.countyIdx == nil {
@@ -235,8 +227,8 @@ func (t *Totals) recount(c ContestID, ca *countyAgg) {
 	cr.Precincts = PrecinctCount{Total: len(ca.precincts)}
 	cr.LastUpdate = time.Time{}
 	ci := t.candIndex(c)
-	for _, pid := range ca.precincts {
-		cl := t.cells[cellKey{pid, c}]
+	for _, pi := range ca.precincts {
+		cl := t.cells[cellKey{t.e.Precincts[pi].ID, c}]
 		if cl == nil {
 			continue
 		}
@@ -264,9 +256,13 @@ func (t *Totals) countyOf(c ContestID, p PrecinctID) *countyAgg {
 	if ci == nil {
 		return nil
 	}
-	i, ok := ci.of[p]
-	if !ok {
+	pp := t.e.Precinct(p)
+	if pp == nil {
 		return nil // not reached: the report is valid
+	}
+	i, ok := ci.byName[pp.County]
+	if !ok {
+		return nil // not reached: the precinct is in the contest
 	}
 	return ci.counties[i]
 }
