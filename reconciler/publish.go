@@ -29,11 +29,11 @@ type publisher struct {
 	order   []string          // pending keys, in the order they became pending
 
 	// Precinct results are written by shard, only for the shards a report
-	// changed (all of them after init), and at most every
-	// PrecinctsInterval.
-	shards      map[shardRef]bool
-	allShards   bool
-	precinctsAt time.Time
+	// changed (all of them after init), at most every PrecinctsInterval
+	// and, when writing them takes long, less often (precinctsBudget).
+	shards        map[shardRef]bool
+	allShards     bool
+	precinctsNext time.Time // not before
 
 	rev uint64 // revision of the last key written; 0 if none
 }
@@ -48,6 +48,13 @@ type shardRef struct {
 // (tally.PrecinctsKey) are rewritten; the contest and county results follow
 // every PublishInterval.
 const PrecinctsInterval = time.Second
+
+// precinctsBudget bounds the share of time writing precinct shards takes: a
+// publish with shards that took d is followed by the next one with shards
+// no sooner than d*precinctsBudget after it began. While a backlog drains,
+// every shard changes every second; the viewers' precinct tables then lag
+// by a few seconds instead of the totals lagging behind the backlog.
+const precinctsBudget = 10
 
 func (p *publisher) init(kv jetstream.KeyValue) {
 	p.kv = kv
@@ -171,7 +178,8 @@ func (r *Reconciler) publish(ctx context.Context) error {
 		clear(r.dirty)
 		r.regionsDirty = false
 	}
-	if (len(r.pub.shards) > 0 || r.pub.allShards) && (final || start.Sub(r.pub.precinctsAt) >= PrecinctsInterval) {
+	withShards := (len(r.pub.shards) > 0 || r.pub.allShards) && (final || !start.Before(r.pub.precinctsNext))
+	if withShards {
 		var refs []shardRef
 		if r.pub.allShards {
 			for _, c := range r.e.Contests {
@@ -205,7 +213,6 @@ func (r *Reconciler) publish(ctx context.Context) error {
 			r.pub.shards[ref] = true
 		}
 		r.pub.allShards = false
-		r.pub.precinctsAt = start
 		// The feed follows the precincts: a batch is a region's reports
 		// in a contest since the last.
 		if r.feed.take(start) {
@@ -226,6 +233,9 @@ func (r *Reconciler) publish(ctx context.Context) error {
 		r.pub.stage(o.key, b)
 	}
 	n, err := r.pub.flush(ctx)
+	if withShards {
+		r.pub.precinctsNext = start.Add(max(PrecinctsInterval, precinctsBudget*time.Since(start)))
+	}
 	r.metrics.rev.Store(r.pub.rev)
 	if n > 0 {
 		r.log.Debug().Int("keys", n).Int64("duration_ms", time.Since(start).Milliseconds()).Msg("national state published")
