@@ -328,28 +328,38 @@ func (t *Totals) countyAdd(ca *countyAgg, ci *candIndex, cl *cell, had bool, old
 // PrecinctResults returns the reported precincts of shard s of contest c.
 func (t *Totals) PrecinctResults(c ContestID, s Shard) PrecinctResults {
 	out := PrecinctResults{Contest: c, Region: s.Region, Shard: s.N, Precincts: []PrecinctResult{}}
+	ci := t.candIndex(c)
+	t.eachShardCell(c, s, func(p *Precinct, k cellKey, cl *cell) error {
+		out.Precincts = append(out.Precincts, PrecinctResult{
+			ID: p.ID, Votes: cl.votesMap(ci), Complete: cl.complete, Seq: cl.seq, Report: cl.id,
+			ReportedAt: cl.reportedAt, Reports: int(cl.reports), Corrections: int(cl.corrections),
+			Correction: t.corrections[k],
+		})
+		return nil
+	})
+	return out
+}
+
+// eachShardCell calls fn with every reported precinct of shard s of
+// contest c, in election order, until fn fails.
+func (t *Totals) eachShardCell(c ContestID, s Shard, fn func(p *Precinct, k cellKey, cl *cell) error) error {
 	lo := s.N * PrecinctShardSize
 	if s.N < 0 || lo >= len(t.e.Precincts) {
-		return out
+		return nil
 	}
-	ci := t.candIndex(c)
 	for i := lo; i < min(lo+PrecinctShardSize, len(t.e.Precincts)); i++ {
 		p := &t.e.Precincts[i]
 		if p.Region != s.Region {
 			continue
 		}
 		k := cellKey{p.ID, c}
-		cl := t.cells[k]
-		if cl == nil {
-			continue
+		if cl := t.cells[k]; cl != nil {
+			if err := fn(p, k, cl); err != nil {
+				return err
+			}
 		}
-		out.Precincts = append(out.Precincts, PrecinctResult{
-			ID: p.ID, Votes: cl.votesMap(ci), Complete: cl.complete, Seq: cl.seq, Report: cl.id,
-			ReportedAt: cl.reportedAt, Reports: int(cl.reports), Corrections: int(cl.corrections),
-			Correction: t.corrections[k],
-		})
 	}
-	return out
+	return nil
 }
 
 // noteCorrection remembers c as the latest correction of cell k.

@@ -17,29 +17,19 @@ func (t *Totals) AppendPrecinctResults(dst []byte, c ContestID, s Shard) ([]byte
 	dst = append(dst, `,"shard":`...)
 	dst = strconv.AppendInt(dst, int64(s.N), 10)
 	dst = append(dst, `,"precincts":[`...)
-	lo := s.N * PrecinctShardSize
-	if s.N >= 0 && lo < len(t.e.Precincts) {
-		ci := t.candIndex(c)
-		first := true
-		for i := lo; i < min(lo+PrecinctShardSize, len(t.e.Precincts)); i++ {
-			p := &t.e.Precincts[i]
-			if p.Region != s.Region {
-				continue
-			}
-			k := cellKey{p.ID, c}
-			cl := t.cells[k]
-			if cl == nil {
-				continue
-			}
-			if !first {
-				dst = append(dst, ',')
-			}
-			first = false
-			var err error
-			if dst, err = t.appendPrecinctResult(dst, ci, p.ID, k, cl); err != nil {
-				return nil, err
-			}
+	ci := t.candIndex(c)
+	first := true
+	err := t.eachShardCell(c, s, func(p *Precinct, k cellKey, cl *cell) error {
+		if !first {
+			dst = append(dst, ',')
 		}
+		first = false
+		var err error
+		dst, err = t.appendPrecinctResult(dst, ci, p.ID, k, cl)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	return append(dst, "]}"...), nil
 }

@@ -100,14 +100,8 @@ func checkShards(g *gateway, m *model) error {
 func TestFeedAndShards(t *testing.T) {
 	e := testElection(t)
 	cfg := restartableConfig(t, e)
-	hub1 := MustOpenReconciler(t, cfg)
-	h := &hub{r: hub1, gw: MustConnectGateway(t, hub1), regions: map[tally.RegionID]*region{}, m: newModel(e)}
-	for _, reg := range e.Regions {
-		h.regions[reg.ID] = MustStartRegion(t, reg.ID, leafURL(hub1))
-	}
-	for _, reg := range e.Regions {
-		waitStatus(t, hub1, h.gw, reg.ID, tally.StatusLive, 15*time.Second)
-	}
+	h := mustStartHubWith(t, cfg)
+	hub1 := h.r
 	last := map[tally.RegionID]uint64{}
 	seqOf := map[tally.PrecinctID]uint64{}
 	for i, p := range e.Precincts {

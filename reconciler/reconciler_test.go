@@ -56,8 +56,15 @@ type hub struct {
 
 func mustStartHub(t *testing.T) *hub {
 	t.Helper()
-	e := testElection(t)
-	r := MustOpenReconciler(t, testConfig(t, e))
+	return mustStartHubWith(t, testConfig(t, testElection(t)))
+}
+
+// mustStartHubWith opens a reconciler with cfg and starts every region of
+// its election, linked and live.
+func mustStartHubWith(t *testing.T, cfg Config) *hub {
+	t.Helper()
+	e := cfg.Election
+	r := MustOpenReconciler(t, cfg)
 	h := &hub{r: r, gw: MustConnectGateway(t, r), regions: map[tally.RegionID]*region{}, m: newModel(e)}
 	for _, reg := range e.Regions {
 		h.regions[reg.ID] = MustStartRegion(t, reg.ID, leafURL(r))

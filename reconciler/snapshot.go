@@ -121,16 +121,12 @@ func (r *Reconciler) saveSnapshot(ctx context.Context) error {
 	s, totals := r.takeLocked()
 	r.mu.Unlock()
 	pr, pw := io.Pipe()
-	var written int64
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		cw := &countingWriter{w: pw}
-		err := writeSnapshot(cw, s, totals)
-		written = cw.n
-		pw.CloseWithError(err) // nil: the end of the object
+		pw.CloseWithError(writeSnapshot(pw, s, totals)) // nil: the end of the object
 	}()
-	_, err := r.obs.Put(ctx, jetstream.ObjectMeta{
+	info, err := r.obs.Put(ctx, jetstream.ObjectMeta{
 		Name:        tally.SnapshotObject,
 		Description: "reconciler state of election " + r.e.ID,
 	}, pr)
@@ -142,20 +138,8 @@ func (r *Reconciler) saveSnapshot(ctx context.Context) error {
 	r.mu.Lock()
 	r.savedGen = gen
 	r.mu.Unlock()
-	r.log.Debug().Int64("bytes", written).Int("cells", totals.Cells()).Int64("duration_ms", time.Since(start).Milliseconds()).Msg("snapshot saved")
+	r.log.Debug().Uint64("bytes", info.Size).Int("cells", totals.Cells()).Int64("duration_ms", time.Since(start).Milliseconds()).Msg("snapshot saved")
 	return nil
-}
-
-// countingWriter counts the bytes written through it.
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // snapshotBudget bounds the share of time the snapshots take: after a save

@@ -110,14 +110,8 @@ func (g *region) lastSeq() uint64 {
 func TestCrashResumesExactlyOnce(t *testing.T) {
 	e := testElection(t)
 	cfg := restartableConfig(t, e)
-	hub1 := MustOpenReconciler(t, cfg)
-	h := &hub{r: hub1, gw: MustConnectGateway(t, hub1), regions: map[tally.RegionID]*region{}, m: newModel(e)}
-	for _, reg := range e.Regions {
-		h.regions[reg.ID] = MustStartRegion(t, reg.ID, leafURL(hub1))
-	}
-	for _, reg := range e.Regions {
-		waitStatus(t, hub1, h.gw, reg.ID, tally.StatusLive, 15*time.Second)
-	}
+	h := mustStartHubWith(t, cfg)
+	hub1 := h.r
 	r1, r2, r3 := h.regions["r1"], h.regions["r2"], h.regions["r3"]
 	var votes int64
 	seqOf := map[tally.PrecinctID]uint64{}

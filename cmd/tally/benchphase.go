@@ -265,6 +265,8 @@ func catchUpSeries(ctx context.Context, from, target uint64, timeout time.Durati
 type leafPair struct {
 	origin, hub *server.Server
 	proxy       *linkProxy
+	ojs, hjs    jetstream.JetStream // clients of origin and hub
+	conns       []*nats.Conn
 }
 
 func startLeafPair(dir string) (*leafPair, error) {
@@ -296,10 +298,28 @@ func startLeafPair(dir string) (*leafPair, error) {
 		}
 		time.Sleep(20 * time.Millisecond) // polling the link
 	}
+	for _, c := range []struct {
+		srv *server.Server
+		js  *jetstream.JetStream
+	}{{lp.origin, &lp.ojs}, {lp.hub, &lp.hjs}} {
+		nc, err := nats.Connect(c.srv.ClientURL())
+		if err != nil {
+			lp.close()
+			return nil, err
+		}
+		lp.conns = append(lp.conns, nc)
+		if *c.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096)); err != nil {
+			lp.close()
+			return nil, err
+		}
+	}
 	return lp, nil
 }
 
 func (lp *leafPair) close() {
+	for _, nc := range lp.conns {
+		nc.Close()
+	}
 	for _, s := range []*server.Server{lp.origin, lp.hub} {
 		if s != nil {
 			s.Shutdown()
@@ -309,20 +329,6 @@ func (lp *leafPair) close() {
 	if lp.proxy != nil {
 		lp.proxy.Close()
 	}
-}
-
-// connect returns a JetStream client of s.
-func connectJS(s *server.Server) (*nats.Conn, jetstream.JetStream, error) {
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		return nil, nil, err
-	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
-	if err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	return nc, js, nil
 }
 
 // mirrorBaseline measures the catch-up baseline: a backlog stored in the
@@ -336,24 +342,14 @@ func mirrorBaseline(ctx context.Context, dir string, gen func(func(*tally.Report
 		return 0, 0, err
 	}
 	defer lp.close()
-	onc, ojs, err := connectJS(lp.origin)
+	if _, err := lp.ojs.CreateStream(ctx, jetstream.StreamConfig{Name: tally.ResultsStream, Subjects: []string{tally.ResultsSubjects(region)}, Storage: jetstream.FileStorage}); err != nil {
+		return 0, 0, err
+	}
+	n, err := asyncPublish(ctx, lp.ojs, gen, nil)
 	if err != nil {
 		return 0, 0, err
 	}
-	defer onc.Close()
-	if _, err := ojs.CreateStream(ctx, jetstream.StreamConfig{Name: tally.ResultsStream, Subjects: []string{tally.ResultsSubjects(region)}, Storage: jetstream.FileStorage}); err != nil {
-		return 0, 0, err
-	}
-	n, err := asyncPublish(ctx, ojs, gen, nil)
-	if err != nil {
-		return 0, 0, err
-	}
-	hnc, hjs, err := connectJS(lp.hub)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer hnc.Close()
-	s, err := hjs.CreateStream(ctx, jetstream.StreamConfig{Name: "MIRROR_X", Storage: jetstream.FileStorage,
+	s, err := lp.hjs.CreateStream(ctx, jetstream.StreamConfig{Name: "MIRROR_X", Storage: jetstream.FileStorage,
 		Mirror: &jetstream.StreamSource{Name: tally.ResultsStream, Domain: "origin"}})
 	if err != nil {
 		return 0, 0, err
@@ -385,16 +381,7 @@ func pipelineFloor(ctx context.Context, dir string, gen func(func(*tally.Report)
 		return 0, 0, err
 	}
 	defer lp.close()
-	onc, ojs, err := connectJS(lp.origin)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer onc.Close()
-	hnc, hjs, err := connectJS(lp.hub)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer hnc.Close()
+	ojs, hjs := lp.ojs, lp.hjs
 	if _, err := ojs.CreateStream(ctx, jetstream.StreamConfig{Name: tally.ResultsStream, Subjects: []string{"tally.>"}, Storage: jetstream.FileStorage}); err != nil {
 		return 0, 0, err
 	}
