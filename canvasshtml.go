@@ -15,8 +15,8 @@ var canvassHTML string
 
 var canvassTemplate = template.Must(template.New("canvass").Funcs(template.FuncMap{
 	"num":   fmtAny,
-	"num64": fmtNum,
-	"numu":  func(n uint64) string { return fmtNum(int64(n)) },
+	"num64": Thousands,
+	"numu":  func(n uint64) string { return Thousands(int64(n)) },
 	"pct": func(f float64) string {
 		return strconv.FormatFloat(100*f, 'f', 2, 64) + "%"
 	},
@@ -30,25 +30,25 @@ var canvassTemplate = template.Must(template.New("canvass").Funcs(template.FuncM
 		if p == nil {
 			return "—"
 		}
-		return fmtNum(*p)
+		return Thousands(*p)
 	},
 	"when": fmtTime,
 	"votes": func(m map[CandidateID]int64, id CandidateID) string {
-		return fmtNum(m[id])
+		return Thousands(m[id])
 	},
 	"bytype": func(m map[VoteType]map[CandidateID]int64, vt VoteType, id CandidateID) string {
 		if m[vt] == nil {
 			return "—"
 		}
-		return fmtNum(m[vt][id])
+		return Thousands(m[vt][id])
 	},
-	"candtype": func(c CanvassCandidate, vt VoteType) string { return fmtNum(c.ByType[vt]) },
+	"candtype": func(c CanvassCandidate, vt VoteType) string { return Thousands(c.ByType[vt]) },
 	"signed": func(n int64) string {
 		if n > 0 {
-			return "+" + fmtNum(n)
+			return "+" + Thousands(n)
 		}
 		if n < 0 {
-			return "−" + fmtNum(-n)
+			return "−" + Thousands(-n)
 		}
 		return "0"
 	},
@@ -97,21 +97,21 @@ func (c *Canvass) WriteHTML(w io.Writer) error {
 	return nil
 }
 
-// fmtAny writes an int or int64 as fmtNum does.
+// fmtAny writes an int or int64 as Thousands does.
 func fmtAny(v any) string {
 	switch n := v.(type) {
 	case int:
-		return fmtNum(int64(n))
+		return Thousands(int64(n))
 	case int64:
-		return fmtNum(n)
+		return Thousands(n)
 	case uint64:
-		return fmtNum(int64(n))
+		return Thousands(int64(n))
 	}
 	return fmt.Sprint(v)
 }
 
-// fmtNum writes n with thousands separators: 1,234,567.
-func fmtNum(n int64) string {
+// Thousands writes n with thousands separators: 1,234,567.
+func Thousands(n int64) string {
 	s := strconv.FormatInt(n, 10)
 	neg := strings.HasPrefix(s, "-")
 	if neg {

@@ -344,22 +344,8 @@ func figure(v float64) string {
 	return commas(v)
 }
 
-func commas(v float64) string {
-	s := fmt.Sprintf("%.0f", v)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
+// commas writes v rounded as %.0f rounds it, with thousands separators.
+func commas(v float64) string { return tally.Thousands(int64(math.RoundToEven(v))) }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 

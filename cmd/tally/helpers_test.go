@@ -71,7 +71,7 @@ func MustRunFederation(tb testing.TB, e *tally.Election, logs bool) *federation 
 	f.api = "http://" + f.gw.Addr()
 	leafUser, leafPassword := f.rec.LeafCredentials()
 	for _, r := range e.Regions {
-		n, err := regional.New(regional.Config{
+		f.regions[r.ID] = MustOpenRegion(tb, ctx, regional.Config{
 			Region:   r.ID,
 			Election: e,
 			NATS: regional.NATSConfig{StoreDir: filepath.Join(dir, string(r.ID)), HubURL: f.rec.LeafURL(),
@@ -79,20 +79,26 @@ func MustRunFederation(tb testing.TB, e *tally.Election, logs bool) *federation 
 			HTTP:   regional.HTTPConfig{Addr: "127.0.0.1:0"},
 			Logger: l,
 		})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if err := n.Open(ctx); err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() {
-			if err := n.Close(); err != nil {
-				tb.Error(err)
-			}
-		})
-		f.regions[r.ID] = n
 	}
 	return f
+}
+
+// MustOpenRegion opens a region node with cfg; it is closed at test end.
+func MustOpenRegion(tb testing.TB, ctx context.Context, cfg regional.Config) *regional.Node {
+	tb.Helper()
+	n, err := regional.New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := n.Open(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := n.Close(); err != nil {
+			tb.Error(err)
+		}
+	})
+	return n
 }
 
 // intake returns region r's intake base URL.

@@ -90,7 +90,7 @@ func MustRunLinkedHub(tb testing.TB, e *tally.Election, offlineAfter time.Durati
 		}
 		tb.Cleanup(func() { p.Close() })
 		h.links[r.ID] = p
-		n, err := regional.New(regional.Config{
+		h.regions[r.ID] = MustOpenRegion(tb, ctx, regional.Config{
 			Region:   r.ID,
 			Election: e,
 			NATS: regional.NATSConfig{StoreDir: filepath.Join(dir, string(r.ID)), HubURL: "nats-leaf://" + p.Addr(),
@@ -99,18 +99,6 @@ func MustRunLinkedHub(tb testing.TB, e *tally.Election, offlineAfter time.Durati
 			CheckpointInterval: -1, // the stream holds only what the test sends
 			Logger:             l,
 		})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if err := n.Open(ctx); err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() {
-			if err := n.Close(); err != nil {
-				tb.Error(err)
-			}
-		})
-		h.regions[r.ID] = n
 	}
 	return h
 }
@@ -392,23 +380,9 @@ func TestDemoMetrics(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the demo")
 	}
-	var out syncBuffer
-	d := NewDemo(&out, nil)
-	if err := d.ParseFlags([]string{"--http", "127.0.0.1:0", "--speed", "max", "--data", t.TempDir()}, func(string) string { return "" }); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := d.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := d.Close(); err != nil {
-			t.Error(err)
-		}
-	})
+	d := MustRunDemo(t)
 	if d.proj == nil {
-		t.Fatalf("the demo runs no projector:\n%s", out.String())
+		t.Fatalf("the demo runs no projector:\n%s", d.out.(*syncBuffer).String())
 	}
 	waitFor(t, time.Minute, func() string {
 		fams := scrapeMetrics(t, "http://"+d.gw.Addr()+"/metrics")
