@@ -245,8 +245,12 @@ func TestCheckpointsUnderLoad(t *testing.T) {
 		cell := cells[i%len(cells)]
 		m, err := nc.Request(regional.IntakeSubject("north", tally.PrecinctID(cell.p), tally.ContestID(cell.c)),
 			reportJSON(fmt.Sprintf("north-n-%d", i), cell.p, cell.c, i), 10*time.Second)
-		if err != nil || !bytes.Contains(m.Data, []byte(`"results"`)) {
-			t.Errorf("nats intake %d: %v %s", i, err, m.Data)
+		if err != nil {
+			t.Errorf("nats intake %d: %v", i, err)
+			return
+		}
+		if !bytes.Contains(m.Data, []byte(`"results"`)) {
+			t.Errorf("nats intake %d: %s", i, m.Data)
 			return
 		}
 		accepted.Add(1)
