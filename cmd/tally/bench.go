@@ -107,7 +107,7 @@ func (m *BenchMain) ParseFlags(args []string, _ func(string) string) error {
 	fs.Float64Var(&o.Load, "load", d.Load, "freshness: background load, as a share of the measured ingest rate")
 	fs.DurationVar(&o.Freshness, "freshness", d.Freshness, "freshness: how long probes run")
 	fs.IntVar(&o.Updates, "updates", d.Updates, "fan-out: updates timed")
-	fs.DurationVar(&o.ReadFor, "read-for", d.ReadFor, "reads: how long each of the two read loads runs")
+	fs.DurationVar(&o.ReadFor, "read-for", d.ReadFor, "reads: how long each of the two read loads runs, in all (they take turns)")
 	fs.IntVar(&o.ReadClients, "read-clients", d.ReadClients, "reads: concurrent keep-alive clients")
 	fs.StringVar(&o.Sync, "sync", d.Sync, "the regions' nats.sync: \"always\" or an interval")
 	fs.BoolVar(&o.JSON, "json", false, "print the results as JSON")
@@ -792,16 +792,22 @@ func (m *BenchMain) run(ctx context.Context) (*benchReport, error) {
 	if err := postBaseline(ctx, hc, http.MethodPut, bl.url+"/contest", body, resp.Header.Get("ETag")); err != nil {
 		return rep, err
 	}
-	readRate, err := readLoad(ctx, hub.api+"/api/v1/contests/"+string(probeContest), o.ReadClients, o.ReadFor)
-	if err != nil {
-		return rep, fmt.Errorf("reads: %w", err)
-	}
-	blRead, err := readLoad(ctx, bl.url+"/contest", o.ReadClients, o.ReadFor)
-	if err != nil {
-		return rep, fmt.Errorf("baseline reads: %w", err)
+	// Tally and the baseline take turns, readRounds each, so that a change
+	// in the machine's load during the phase touches both alike.
+	var readRate, blRead float64
+	for range readRounds {
+		r, err := readLoad(ctx, hub.api+"/api/v1/contests/"+string(probeContest), o.ReadClients, o.ReadFor/readRounds)
+		if err != nil {
+			return rep, fmt.Errorf("reads: %w", err)
+		}
+		b, err := readLoad(ctx, bl.url+"/contest", o.ReadClients, o.ReadFor/readRounds)
+		if err != nil {
+			return rep, fmt.Errorf("baseline reads: %w", err)
+		}
+		readRate, blRead = readRate+r/readRounds, blRead+b/readRounds
 	}
 	rep.add("reads", readRate, "req/s", blRead, "minimal net/http handler, same bytes", readRate/blRead, ">= 0.95", ptr(readRate/blRead >= 0.95),
-		fmt.Sprintf("cached GET /api/v1/contests/%s (%d bytes), %d keep-alive clients in this process, %s each", probeContest, len(body), o.ReadClients, o.ReadFor))
+		fmt.Sprintf("cached GET /api/v1/contests/%s (%d bytes), %d keep-alive clients in this process, %s each, in %d turns of %s taken in alternation with the baseline", probeContest, len(body), o.ReadClients, o.ReadFor, readRounds, (o.ReadFor/readRounds).Round(time.Millisecond)))
 
 	// Catch-up.
 	rc := len(regions) - 1
@@ -853,14 +859,23 @@ func (m *BenchMain) run(ctx context.Context) (*benchReport, error) {
 	cuN := target - firstN
 	cuRate := float64(cuN) / done.Sub(first).Seconds()
 	prog.set("catch-up baseline", nil)
-	mN, mEl, err := mirrorBaseline(ctx, filepath.Join(dir, "mirror"), gen, crp.id, 10*time.Minute)
+	mN, mEl, err := mirrorBaseline(ctx, filepath.Join(dir, "mirror"), gen, crp.id, false, 10*time.Minute)
 	if err != nil {
 		return rep, err
 	}
 	mRate := float64(mN) / mEl.Seconds()
+	prog.set("catch-up floor", nil)
+	fN, fEl, err := mirrorBaseline(ctx, filepath.Join(dir, "mirror-floor"), gen, crp.id, true, 10*time.Minute)
+	if err != nil {
+		return rep, fmt.Errorf("catch-up floor: %w", err)
+	}
+	fRate := float64(fN) / fEl.Seconds()
 	rep.add("catch-up", cuRate, "events/s", mRate, "plain JetStream mirror over a leaf link", cuRate/mRate, ">= 0.80", ptr(cuRate/mRate >= 0.8),
 		fmt.Sprintf("region %s's leaf link cut, %s events published straight into its RESULTS stream (JetStream async publish to its server, not the intake), link restored: the first backlog event was applied %.1f s after; then %s events in %s until the national totals applied all; baseline: the same backlog mirrored between two embedded servers in this process over a leaf link through the same TCP proxy, %s events in %s from the first in the mirror",
 			crp.id, commas(float64(o.Backlog)), first.Sub(restored).Seconds(), commas(float64(cuN)), done.Sub(first).Round(time.Millisecond), commas(float64(mN)), mEl.Round(time.Millisecond)))
+	rep.add("catch-up floor", fRate, "events/s", mRate, "plain JetStream mirror over a leaf link", fRate/mRate, "", nil,
+		fmt.Sprintf("JetStream alone on the catch-up's path, none of Tally's work: the same backlog mirrored the same way while an ordered consumer on the mirror's server reads it as it fills (as the reconciler does); %s events in %s from the first read to the last. Tally's catch-up is %.2f of it",
+			commas(float64(fN)), fEl.Round(time.Millisecond), cuRate/fRate))
 
 	// Memory.
 	hubRSS, err := hub.peakRSS()

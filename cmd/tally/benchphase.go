@@ -185,6 +185,9 @@ func fanOut(ctx context.Context, vs viewers, updates int, trigger func(k int64) 
 	return spreads, ends, missed, ctx.Err()
 }
 
+// readRounds is how many turns the reads of Tally and of the baseline take.
+const readRounds = 3
+
 // readLoad measures GET requests/s on u with n keep-alive clients for d.
 func readLoad(ctx context.Context, u string, n int, d time.Duration) (float64, error) {
 	tr := &http.Transport{MaxIdleConns: n, MaxIdleConnsPerHost: n, MaxConnsPerHost: n, DisableCompression: true}
@@ -336,7 +339,11 @@ func (lp *leafPair) close() {
 // mirror on its hub; the mirror is created once the backlog is in place. It
 // returns the events mirrored, and the time from the first event in the
 // mirror to the last.
-func mirrorBaseline(ctx context.Context, dir string, gen func(func(*tally.Report) error) error, region tally.RegionID, timeout time.Duration) (int, time.Duration, error) {
+//
+// With read set it measures the catch-up floor instead: an ordered consumer
+// on the hub reads the mirror as it fills (the reconciler's part, without
+// its work), and the time runs from the first event read to the last.
+func mirrorBaseline(ctx context.Context, dir string, gen func(func(*tally.Report) error) error, region tally.RegionID, read bool, timeout time.Duration) (int, time.Duration, error) {
 	lp, err := startLeafPair(dir)
 	if err != nil {
 		return 0, 0, err
@@ -354,13 +361,27 @@ func mirrorBaseline(ctx context.Context, dir string, gen func(func(*tally.Report
 	if err != nil {
 		return 0, 0, err
 	}
-	first, firstN, done, err := catchUpSeries(ctx, 0, uint64(n), timeout, func() (uint64, error) {
+	count := func() (uint64, error) {
 		info, err := s.Info(ctx)
 		if err != nil {
 			return 0, err
 		}
 		return info.State.Msgs, nil
-	})
+	}
+	if read {
+		var got atomic.Uint64
+		c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+		if err != nil {
+			return 0, 0, err
+		}
+		cc, err := c.Consume(func(jetstream.Msg) { got.Add(1) })
+		if err != nil {
+			return 0, 0, err
+		}
+		defer cc.Stop()
+		count = func() (uint64, error) { return got.Load(), nil }
+	}
+	first, firstN, done, err := catchUpSeries(ctx, 0, uint64(n), timeout, count)
 	if err != nil {
 		return 0, 0, fmt.Errorf("baseline mirror: %w", err)
 	}
