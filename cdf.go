@@ -462,7 +462,7 @@ func (t *Totals) CDF(opts CDFOptions) (*CDFElectionReport, error) {
 
 // cdfStatus derives a report's status from what has been reported.
 func (t *Totals) cdfStatus() CDFStatus {
-	if len(t.cells) == 0 {
+	if t.ncells == 0 {
 		return CDFPreElection
 	}
 	for _, c := range t.e.Contests {
@@ -497,12 +497,12 @@ func appendCDFCounts(vcs []CDFVoteCounts, unit string, cand CandidateID, votes m
 func (t *Totals) cdfBallotCounts(u *cdfUnits, format CDFFormat) []CDFBallotCounts {
 	reported := map[PrecinctID]bool{}
 	byPrecinct := map[PrecinctID]int64{}
-	for k, cell := range t.cells {
-		reported[k.p] = true
-		if cell.ballotsCast > byPrecinct[k.p] {
-			byPrecinct[k.p] = cell.ballotsCast
+	t.eachCell(func(p PrecinctID, _ ContestID, cl *cell) {
+		reported[p] = true
+		if cl.ballotsCast > byPrecinct[p] {
+			byPrecinct[p] = cl.ballotsCast
 		}
-	}
+	})
 	if len(byPrecinct) == 0 {
 		return nil
 	}

@@ -228,7 +228,7 @@ func (t *Totals) recount(c ContestID, ca *countyAgg) {
 	cr.LastUpdate = time.Time{}
 	ci := t.candIndex(c)
 	for _, pi := range ca.precincts {
-		cl := t.cells[cellKey{t.e.Precincts[pi].ID, c}]
+		cl := t.cellAt(int(pi), c)
 		if cl == nil {
 			continue
 		}
@@ -352,9 +352,8 @@ func (t *Totals) eachShardCell(c ContestID, s Shard, fn func(p *Precinct, k cell
 		if p.Region != s.Region {
 			continue
 		}
-		k := cellKey{p.ID, c}
-		if cl := t.cells[k]; cl != nil {
-			if err := fn(p, k, cl); err != nil {
+		if cl := t.cellAt(i, c); cl != nil {
+			if err := fn(p, cellKey{p.ID, c}, cl); err != nil {
 				return err
 			}
 		}

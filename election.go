@@ -104,6 +104,13 @@ type electionIndex struct {
 	// definition order, and how many of its precincts each holds.
 	contestRegions map[ContestID][]RegionID
 	regionCount    map[ContestID]map[RegionID]int
+	// regionNum is each precinct's region, as an index in Regions, by the
+	// precinct's index in Precincts.
+	regionNum []int32
+	// ballots holds, for each contest and each region (by its index in
+	// Regions), the indexes in Precincts of the region's precincts with the
+	// contest on their ballot, ascending: the slots of a Totals' cells.
+	ballots map[ContestID][][]int32
 }
 
 // LoadElection decodes an election definition in JSON and validates it.
@@ -148,7 +155,10 @@ func (e *Election) Validate() error {
 		pos:            make(map[PrecinctID]int, len(e.Precincts)),
 		regionCount:    make(map[ContestID]map[RegionID]int, len(e.Contests)),
 		contestRegions: make(map[ContestID][]RegionID, len(e.Contests)),
+		regionNum:      make([]int32, len(e.Precincts)),
+		ballots:        make(map[ContestID][][]int32, len(e.Contests)),
 	}
+	regionNum := make(map[RegionID]int32, len(e.Regions))
 	for i := range e.Regions {
 		r := &e.Regions[i]
 		if err := ValidToken(string(r.ID)); err != nil {
@@ -161,6 +171,7 @@ func (e *Election) Validate() error {
 			return Errorf(EINVALID, "election: regions[%d].id: duplicate region %q", i, r.ID)
 		}
 		idx.regions[r.ID] = r
+		regionNum[r.ID] = int32(i)
 	}
 	seenOffice := map[string]bool{}
 	for i := range e.Contests {
@@ -210,6 +221,8 @@ func (e *Election) Validate() error {
 		if idx.regions[p.Region] == nil {
 			return Errorf(EINVALID, "election: precincts[%d].region: unknown region %q", i, p.Region)
 		}
+		ri := regionNum[p.Region]
+		idx.regionNum[i] = ri
 		if p.Registered < 0 {
 			return Errorf(EINVALID, "election: precincts[%d].registered: must not be negative", i)
 		}
@@ -230,6 +243,10 @@ func (e *Election) Validate() error {
 				idx.regionCount[c] = map[RegionID]int{}
 			}
 			idx.regionCount[c][p.Region]++
+			if idx.ballots[c] == nil {
+				idx.ballots[c] = make([][]int32, len(e.Regions))
+			}
+			idx.ballots[c][ri] = append(idx.ballots[c][ri], int32(i))
 		}
 		idx.precincts[p.ID] = p
 		idx.pos[p.ID] = i

@@ -58,11 +58,11 @@ type RegionTallyState struct {
 // precinct's contests), so equal totals give equal states.
 func (t *Totals) State() *TotalsState {
 	s := t.sums()
-	s.Cells = make([]CellState, 0, len(t.cells))
-	for _, p := range t.e.Precincts {
+	s.Cells = make([]CellState, 0, t.ncells)
+	for pi, p := range t.e.Precincts {
 		for _, c := range p.Contests {
 			k := cellKey{p.ID, c}
-			cl := t.cells[k]
+			cl := t.cellAt(pi, c)
 			if cl == nil {
 				continue
 			}
@@ -171,7 +171,7 @@ func RestoreTotals(e *Election, s *TotalsState) (*Totals, error) {
 			return nil, Errorf(EINVALID, "totals state: cell %s/%s: not a precinct and contest of the election", cs.Precinct, cs.Contest)
 		}
 		k := cellKey{cs.Precinct, cs.Contest}
-		if t.cells[k] != nil {
+		if t.cell(cs.Precinct, cs.Contest) != nil {
 			return nil, Errorf(EINVALID, "totals state: cell %s/%s: listed twice", cs.Precinct, cs.Contest)
 		}
 		if cs.Cell.Seq > s.LastSeq[p.Region] {
@@ -179,10 +179,10 @@ func RestoreTotals(e *Election, s *TotalsState) (*Totals, error) {
 				cs.Precinct, cs.Contest, cs.Cell.Seq, p.Region, s.LastSeq[p.Region])
 		}
 		c := cs.Cell
-		cl := &cell{seq: c.Seq, id: c.ID, voteTypes: c.VoteTypes, ballotsCast: c.BallotsCast, complete: c.Complete,
-			reportedAt: c.ReportedAt, reports: int32(c.Reports), corrections: int32(c.Corrections)}
+		cl := t.newCell(cs.Precinct, cs.Contest)
+		cl.seq, cl.id, cl.voteTypes, cl.ballotsCast, cl.complete = c.Seq, c.ID, c.VoteTypes, c.BallotsCast, c.Complete
+		cl.reportedAt, cl.reports, cl.corrections = c.ReportedAt, int32(c.Reports), int32(c.Corrections)
 		cl.set(t.candIndex(cs.Contest), c.Votes)
-		t.cells[k] = cl
 		if cs.Correction != nil {
 			t.noteCorrection(k, cs.Correction)
 		}

@@ -24,16 +24,14 @@ type TotalsCopy struct {
 func (t *Totals) Copy() *TotalsCopy {
 	c := &TotalsCopy{state: *t.sums(), ci: map[ContestID]*candIndex{}, corr: map[cellKey]*Correction{}}
 	n := 0
-	for _, cl := range t.cells {
-		n += len(cl.votes)
-	}
+	t.eachCell(func(_ PrecinctID, _ ContestID, cl *cell) { n += len(cl.votes) })
 	votes := make([]int64, 0, n)
-	c.keys = make([]cellKey, 0, len(t.cells))
-	c.cells = make([]cell, 0, len(t.cells))
-	for _, p := range t.e.Precincts {
+	c.keys = make([]cellKey, 0, t.ncells)
+	c.cells = make([]cell, 0, t.ncells)
+	for pi, p := range t.e.Precincts {
 		for _, con := range p.Contests {
 			k := cellKey{p.ID, con}
-			cl := t.cells[k]
+			cl := t.cellAt(pi, con)
 			if cl == nil {
 				continue
 			}

@@ -12,8 +12,13 @@ import (
 // idempotent: each region's stream sequence is remembered, and an event at or
 // below it changes nothing. Totals is not safe for concurrent use.
 type Totals struct {
-	e        *Election
-	cells    map[cellKey]*cell
+	e *Election
+	// groups holds the cells of each contest, by region (see cellGroup);
+	// loose holds any cell outside the election's ballots; ncells counts
+	// both.
+	groups   map[ContestID][]*cellGroup
+	loose    map[cellKey]*cell
+	ncells   int
 	cands    map[ContestID]*candIndex
 	contests map[ContestID]*ContestTally
 	lastSeq  map[RegionID]uint64
@@ -47,7 +52,8 @@ type Cell struct {
 
 // cell is how a Totals holds a Cell. A national night has millions of
 // cells, and a map of a few candidates' votes takes some 250 bytes, so the
-// votes are a slice in the order of the contest's candidates instead.
+// votes are a slice in the order of the contest's candidates instead (a
+// part of its cellGroup's array).
 type cell struct {
 	seq         uint64
 	id          EventID
@@ -59,6 +65,7 @@ type cell struct {
 	reports     int32
 	corrections int32
 	complete    bool
+	has         bool // the precinct has reported: the slot holds a cell
 }
 
 // noCount marks a candidate the cell's report gave no count for.
@@ -175,7 +182,7 @@ type RegionTally struct {
 func NewTotals(e *Election) *Totals {
 	return &Totals{
 		e:        e,
-		cells:    map[cellKey]*cell{},
+		groups:   map[ContestID][]*cellGroup{},
 		cands:    map[ContestID]*candIndex{},
 		contests: map[ContestID]*ContestTally{},
 		lastSeq:  map[RegionID]uint64{},
@@ -209,7 +216,7 @@ func (t *Totals) Apply(seq uint64, rep *Report) bool {
 	t.lastSeq[rep.Region] = seq
 	k := cellKey{rep.Precinct, rep.Contest}
 	ci := t.candIndex(rep.Contest)
-	cl := t.cells[k]
+	cl := t.cell(rep.Precinct, rep.Contest)
 	ct := t.contests[rep.Contest]
 	if ct == nil {
 		ct = &ContestTally{Votes: map[CandidateID]int64{}, Regions: map[RegionID]*RegionTally{}}
@@ -224,8 +231,7 @@ func (t *Totals) Apply(seq uint64, rep *Report) bool {
 	had := cl != nil
 	var oldAt time.Time
 	if cl == nil {
-		cl = &cell{}
-		t.cells[k] = cl
+		cl = t.newCell(rep.Precinct, rep.Contest)
 		ct.Reporting++
 		rt.Reporting++
 	} else {
@@ -299,7 +305,7 @@ func (t *Totals) Apply(seq uint64, rep *Report) bool {
 // Cell returns a copy of the current state of precinct p in contest c, or
 // nil when it has not reported.
 func (t *Totals) Cell(p PrecinctID, c ContestID) *Cell {
-	cl := t.cells[cellKey{p, c}]
+	cl := t.cell(p, c)
 	if cl == nil {
 		return nil
 	}
@@ -310,7 +316,7 @@ func (t *Totals) Cell(p PrecinctID, c ContestID) *Cell {
 // its latest report is complete, and sets votes[i] to the count of cands[i]
 // in it (0 where it has none). It allocates nothing.
 func (t *Totals) Counted(p PrecinctID, c ContestID, cands []CandidateID, votes []int64) (reported, complete bool) {
-	cl := t.cells[cellKey{p, c}]
+	cl := t.cell(p, c)
 	if cl == nil {
 		return false, false
 	}
@@ -324,7 +330,7 @@ func (t *Totals) Counted(p PrecinctID, c ContestID, cands []CandidateID, votes [
 // EachVote calls fn with every candidate's count in the latest report of
 // precinct p in contest c; it reports whether there is one.
 func (t *Totals) EachVote(p PrecinctID, c ContestID, fn func(CandidateID, int64)) bool {
-	cl := t.cells[cellKey{p, c}]
+	cl := t.cell(p, c)
 	if cl == nil {
 		return false
 	}

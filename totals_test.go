@@ -1,7 +1,12 @@
 package tally_test
 
 import (
+	"fmt"
+	"runtime"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/tallyvote/tally"
 )
@@ -53,4 +58,59 @@ func TestTotalsApply(t *testing.T) {
 	if nat.ID != tally.NationalContestID("President") || nat.TotalVotes != 35 || nat.Precincts.Total != 6 || !nat.Partial {
 		t.Errorf("national = %+v", nat)
 	}
+}
+
+// BenchmarkTotalsCells applies one report to every precinct and contest of
+// an election of 20,000 precincts and 5 contests of 3 candidates (100,000
+// cells), and reports the live heap the Totals holds per cell, as measured
+// after a collection, with the reports themselves dropped.
+//
+//	go test -run '^$' -bench TotalsCells -benchtime 3x .
+func BenchmarkTotalsCells(b *testing.B) {
+	const precincts, contests = 20_000, 5
+	e := &tally.Election{ID: "bench", Name: "Bench", Date: "2026-11-03",
+		Regions: []tally.Region{{ID: "r1", Name: "R1"}, {ID: "r2", Name: "R2"}}}
+	var cids []tally.ContestID
+	for c := range contests {
+		id := tally.ContestID(fmt.Sprintf("c%d", c))
+		cids = append(cids, id)
+		e.Contests = append(e.Contests, tally.Contest{ID: id, Name: string(id), Office: string(id), Seats: 1,
+			Candidates: []tally.Candidate{{ID: "a", Name: "A"}, {ID: "b", Name: "B"}, {ID: "c", Name: "C"}}})
+	}
+	for p := range precincts {
+		e.Precincts = append(e.Precincts, tally.Precinct{ID: tally.PrecinctID(fmt.Sprintf("p%06d", p)), Name: "P",
+			County: fmt.Sprintf("county-%d", p/500), Region: e.Regions[p%2].ID, Contests: slices.Clone(cids)})
+	}
+	if err := e.Validate(); err != nil {
+		b.Fatal(err)
+	}
+	at := time.Date(2026, 11, 3, 21, 0, 0, 0, time.UTC)
+	var perCell float64
+	for b.Loop() {
+		b.StopTimer()
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		tt := tally.NewTotals(e)
+		seq := map[tally.RegionID]uint64{}
+		b.StartTimer()
+		for i := range e.Precincts {
+			p := &e.Precincts[i]
+			for _, c := range p.Contests {
+				seq[p.Region]++
+				// A report as decoded: strings of its own.
+				rep := &tally.Report{ID: tally.EventID(fmt.Sprintf("%s-%d", p.Region, seq[p.Region])), Region: p.Region,
+					Precinct: tally.PrecinctID(strings.Clone(string(p.ID))), Contest: tally.ContestID(strings.Clone(string(c))),
+					Votes: map[tally.CandidateID]int64{"a": 10, "b": 20, "c": 30}, Complete: true, ReportedAt: at}
+				tt.Apply(seq[p.Region], rep)
+			}
+		}
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perCell = float64(after.HeapAlloc-before.HeapAlloc) / (precincts * contests)
+		runtime.KeepAlive(tt)
+		b.StartTimer()
+	}
+	b.ReportMetric(perCell, "heap_bytes/cell")
 }
