@@ -5,59 +5,50 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"slices"
 )
 
 // TotalsCopy is a copy of a Totals' state, taken as cheaply as it can be:
-// each cell is copied as the Totals holds it, its votes into one shared
-// array, and made into a CellState only when written. A snapshot of a
+// each contest's cells and votes are copied as the Totals holds them (see
+// cellGroup), and made into CellStates only when written. A snapshot of a
 // national night (millions of cells) is taken under the lock that guards
 // the Totals; WriteJSON then streams it without building it whole.
 type TotalsCopy struct {
-	state TotalsState // without Cells
-	keys  []cellKey
-	cells []cell
-	ci    map[ContestID]*candIndex // shared with the Totals: never changed once made
-	corr  map[cellKey]*Correction  // copies
+	state  TotalsState // without Cells
+	e      *Election
+	groups map[ContestID][]cellGroup // copies of the Totals' groups
+	n      int                       // cells in groups
+	ci     map[ContestID]*candIndex  // shared with the Totals: never changed once made
+	corr   map[cellKey]*Correction   // copies
 }
 
 // Copy returns a copy of t's state that later changes to t do not affect.
+// The copied cells share their vote types and their votes of candidates
+// outside the contest with t: Apply replaces those maps and never changes
+// them.
 func (t *Totals) Copy() *TotalsCopy {
-	c := &TotalsCopy{state: *t.sums(), ci: map[ContestID]*candIndex{}, corr: map[cellKey]*Correction{}}
-	n := 0
-	t.eachCell(func(_ PrecinctID, _ ContestID, cl *cell) { n += len(cl.votes) })
-	votes := make([]int64, 0, n)
-	c.keys = make([]cellKey, 0, t.ncells)
-	c.cells = make([]cell, 0, t.ncells)
-	for pi, p := range t.e.Precincts {
-		for _, con := range p.Contests {
-			k := cellKey{p.ID, con}
-			cl := t.cellAt(pi, con)
-			if cl == nil {
-				continue
-			}
-			cc := *cl
-			i := len(votes)
-			votes = append(votes, cl.votes...)
-			cc.votes = votes[i:len(votes):len(votes)]
-			if cl.other != nil {
-				cc.other = copyVotes(cl.other)
-			}
-			c.keys = append(c.keys, k)
-			c.cells = append(c.cells, cc)
-			if c.ci[con] == nil {
-				c.ci[con] = t.candIndex(con)
-			}
-			if corr := t.corrections[k]; corr != nil {
-				cp := *corr
-				c.corr[k] = &cp
+	c := &TotalsCopy{state: *t.sums(), e: t.e, groups: make(map[ContestID][]cellGroup, len(t.groups)),
+		ci: map[ContestID]*candIndex{}, corr: make(map[cellKey]*Correction, len(t.corrections))}
+	for con, gs := range t.groups {
+		cgs := make([]cellGroup, len(gs))
+		for ri, g := range gs {
+			if g != nil {
+				cgs[ri] = cellGroup{prec: g.prec, cells: slices.Clone(g.cells), votes: slices.Clone(g.votes)}
 			}
 		}
+		c.groups[con] = cgs
+		c.ci[con] = t.candIndex(con)
 	}
+	for k, corr := range t.corrections {
+		cp := *corr
+		c.corr[k] = &cp
+	}
+	c.n = t.ncells - len(t.loose)
 	return c
 }
 
 // Cells returns how many cells the copy holds.
-func (c *TotalsCopy) Cells() int { return len(c.cells) }
+func (c *TotalsCopy) Cells() int { return c.n }
 
 // WriteJSON writes the copy as the JSON of its TotalsState (what
 // json.Marshal writes of Totals.State at the same moment), one cell at a
@@ -78,16 +69,36 @@ func (c *TotalsCopy) WriteJSON(w io.Writer) error {
 		return Errorf(EINTERNAL, "totals state: no cells field in %.40s", b)
 	}
 	bw.Write(b[:i+len(mark)-1])
-	for j := range c.cells {
-		if j > 0 {
-			bw.WriteByte(',')
+	// In election order, as State: precincts, then each one's contests.
+	idx := c.e.index()
+	first := true
+	for pi := range c.e.Precincts {
+		p := &c.e.Precincts[pi]
+		for _, con := range p.Contests {
+			gs := c.groups[con]
+			if gs == nil {
+				continue
+			}
+			g := &gs[idx.regionNum[pi]]
+			slot, ok := slices.BinarySearch(g.prec, int32(pi))
+			if !ok || g.cells == nil || !g.cells[slot].has {
+				continue
+			}
+			ci := c.ci[con]
+			cl := g.cells[slot]
+			k := len(ci.ids)
+			cl.votes = g.votes[slot*k : (slot+1)*k] // the copy's, not the Totals'
+			key := cellKey{p.ID, con}
+			cb, err := json.Marshal(CellState{Precinct: p.ID, Contest: con, Cell: *cl.public(ci), Correction: c.corr[key]})
+			if err != nil {
+				return err
+			}
+			if !first {
+				bw.WriteByte(',')
+			}
+			first = false
+			bw.Write(cb)
 		}
-		k, cl := c.keys[j], &c.cells[j]
-		cb, err := json.Marshal(CellState{Precinct: k.p, Contest: k.c, Cell: *cl.public(c.ci[k.c]), Correction: c.corr[k]})
-		if err != nil {
-			return err
-		}
-		bw.Write(cb)
 	}
 	bw.Write(b[i+len(mark)-1:])
 	return bw.Flush()
