@@ -25,7 +25,7 @@ type feedKey struct {
 
 type feedBatch struct {
 	item      tally.FeedItem
-	precincts map[tally.PrecinctID]bool
+	precincts map[int]struct{} // by index in the election: the report's own strings are not kept
 }
 
 // note records report rep, stored at seq, before it is applied to t: the
@@ -49,7 +49,7 @@ func (f *feed) note(e *tally.Election, t *tally.Totals, seq uint64, rep *tally.R
 				f.batches = map[feedKey]*feedBatch{}
 			}
 			b = &feedBatch{item: tally.FeedItem{Kind: tally.FeedBatch, Contest: rep.Contest, Region: rep.Region,
-				Votes: map[tally.CandidateID]int64{}}, precincts: map[tally.PrecinctID]bool{}}
+				Votes: map[tally.CandidateID]int64{}}, precincts: map[int]struct{}{}}
 			names(e, &b.item)
 			f.batches[k] = b
 			f.order = append(f.order, k)
@@ -58,9 +58,11 @@ func (f *feed) note(e *tally.Election, t *tally.Totals, seq uint64, rep *tally.R
 		if rep.ReportedAt.After(it.At) {
 			it.At = rep.ReportedAt
 		}
-		if !b.precincts[rep.Precinct] {
-			b.precincts[rep.Precinct] = true
-			it.Precincts++
+		if pi := e.PrecinctIndex(rep.Precinct); pi >= 0 {
+			if _, ok := b.precincts[pi]; !ok {
+				b.precincts[pi] = struct{}{}
+				it.Precincts++
+			}
 		}
 	}
 	had := t.EachVote(rep.Precinct, rep.Contest, func(cand tally.CandidateID, n int64) {
