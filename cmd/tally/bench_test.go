@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -187,4 +188,69 @@ func postBatch(c *http.Client, url string, body []byte) (uint64, error) {
 		last = max(last, r.Seq)
 	}
 	return last, nil
+}
+
+// BenchmarkStreamSubjects measures what a file-backed JetStream stream
+// holds in memory per distinct subject: the same number of events stored
+// once under one subject per precinct and contest (as Tally's regions and
+// the hub's mirrors store them) and once under a single subject, the live
+// heap of this process (the server's) after each, and the difference per
+// subject. A national night has some 5 million subjects.
+//
+//	go test -run '^$' -bench StreamSubjects -benchtime 1x ./cmd/tally
+func BenchmarkStreamSubjects(b *testing.B) {
+	const n = 200_000
+	heap := func() uint64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	stored := func(distinct bool) uint64 {
+		ctx := context.Background()
+		ns, err := embeddedJS(b.TempDir(), "", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+		nc, err := nats.Connect(ns.ClientURL())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: tally.ResultsStream, Subjects: []string{"tally.>"}, Storage: jetstream.FileStorage}); err != nil {
+			b.Fatal(err)
+		}
+		before := heap()
+		_, err = asyncPublish(ctx, js, func(fn func(*tally.Report) error) error {
+			for i := range n {
+				p := tally.PrecinctID("p1")
+				if distinct {
+					p = tally.PrecinctID(fmt.Sprintf("p%06d", i))
+				}
+				rep := &tally.Report{ID: tally.EventID(fmt.Sprintf("r1-%d", i)), Region: "r1", Precinct: p, Contest: "c1",
+					Votes: map[tally.CandidateID]int64{"a": int64(i)}, ReportedAt: time.Date(2026, 11, 3, 21, 0, 0, 0, time.UTC)}
+				if err := fn(rep); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		after := heap()
+		return after - min(before, after)
+	}
+	var one, many uint64
+	for b.Loop() {
+		one, many = stored(false), stored(true)
+	}
+	b.ReportMetric(float64(one)/n, "heap_bytes/event_one_subject")
+	b.ReportMetric(float64(many)/n, "heap_bytes/event_own_subject")
+	b.ReportMetric((float64(many)-float64(one))/n, "heap_bytes/subject")
 }
