@@ -25,6 +25,13 @@ func TestTotalsCopyWriteJSON(t *testing.T) {
 		votes := map[tally.CandidateID]int64{c.Candidates[0].ID: rng.Int64N(1000)}
 		rep := &tally.Report{ID: tally.EventID(fmt.Sprintf("%s-%d", p.Region, i)), Region: p.Region, Precinct: p.ID,
 			Contest: c.ID, Votes: votes, Complete: rng.IntN(2) == 0, ReportedAt: time.Date(2020, 11, 3, 20, i, 0, 0, time.UTC)}
+		if rng.IntN(3) == 0 { // a zone of its own, and nanoseconds: the copy keeps what its JSON shows
+			rep.ReportedAt = time.Date(2020, 11, 3, 20, i, 0, 7+i, time.FixedZone("EST", -5*3600))
+		}
+		if rng.IntN(4) == 0 {
+			n := votes[c.Candidates[0].ID] + 3
+			rep.BallotsCast = &n
+		}
 		if rng.IntN(3) == 0 {
 			rep.Correction = &tally.Correction{Supersedes: "x", SupersedesSeq: 1, Reason: `a "reason"`}
 		}
