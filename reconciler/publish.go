@@ -30,10 +30,13 @@ type publisher struct {
 
 	// Precinct results are written by shard, only for the shards a report
 	// changed (all of them after init), at most every PrecinctsInterval
-	// and, when writing them takes long, less often (precinctsBudget).
+	// and, when writing them takes long, less often (precinctsBudget); at
+	// most precinctsPerPublish at a time, taken in key order from where the
+	// last publish left off (shardsAfter).
 	shards        map[shardRef]bool
 	allShards     bool
 	precinctsNext time.Time // not before
+	shardsAfter   *shardRef
 
 	rev uint64 // revision of the last key written; 0 if none
 }
@@ -55,6 +58,14 @@ const PrecinctsInterval = time.Second
 // every shard changes every second; the viewers' precinct tables then lag
 // by a few seconds instead of the totals lagging behind the backlog.
 const precinctsBudget = 10
+
+// precinctsPerPublish bounds the shards one publish writes. After a
+// backlog (every shard of a national night changed: some 40,000 of them
+// at 175,000 precincts x 30 contests) a publish of all would encode
+// hundreds of megabytes under the reconciler's lock and write them one
+// Put at a time past its deadline; the rest wait for the next publishes,
+// in turn.
+const precinctsPerPublish = 1000
 
 func (p *publisher) init(kv jetstream.KeyValue) {
 	p.kv = kv
@@ -82,6 +93,41 @@ func (p *publisher) stage(key string, b []byte) {
 		p.order = append(p.order, key)
 	}
 	p.pending[key] = b
+}
+
+// compareShards orders shard references as their keys: a viewer sees the
+// shards of a contest change together and in precinct order.
+func compareShards(a, b shardRef) int {
+	return cmp.Or(cmp.Compare(a.c, b.c), cmp.Compare(a.s.N, b.s.N), cmp.Compare(a.s.Region, b.s.Region))
+}
+
+// takeShards takes the changed shards to write now, in key order: all of
+// them when all is set (the final publish), else at most
+// precinctsPerPublish, beginning after the last one taken before and
+// going round.
+func (p *publisher) takeShards(all bool) []shardRef {
+	refs := make([]shardRef, 0, len(p.shards))
+	for ref := range p.shards {
+		refs = append(refs, ref)
+	}
+	slices.SortFunc(refs, compareShards)
+	if !all && len(refs) > precinctsPerPublish {
+		i := 0
+		if p.shardsAfter != nil {
+			i, _ = slices.BinarySearchFunc(refs, *p.shardsAfter, compareShards)
+			if i < len(refs) && compareShards(refs[i], *p.shardsAfter) == 0 {
+				i++
+			}
+		}
+		refs = slices.Concat(refs[i:], refs[:i])[:precinctsPerPublish]
+		last := refs[len(refs)-1]
+		p.shardsAfter = &last
+		slices.SortFunc(refs, compareShards)
+	}
+	for _, ref := range refs {
+		delete(p.shards, ref)
+	}
+	return refs
 }
 
 // flush writes every pending key; what fails stays pending.
@@ -180,24 +226,15 @@ func (r *Reconciler) publish(ctx context.Context) error {
 	}
 	withShards := (len(r.pub.shards) > 0 || r.pub.allShards) && (final || !start.Before(r.pub.precinctsNext))
 	if withShards {
-		var refs []shardRef
 		if r.pub.allShards {
 			for _, c := range r.e.Contests {
 				for _, s := range r.e.ContestShards(c.ID) {
-					refs = append(refs, shardRef{c.ID, s})
+					r.pub.shards[shardRef{c.ID, s}] = true
 				}
 			}
-		} else {
-			refs = make([]shardRef, 0, len(r.pub.shards))
-			for ref := range r.pub.shards {
-				refs = append(refs, ref)
-			}
-			// In key order, so that a viewer sees the shards of a contest
-			// change together and in precinct order.
-			slices.SortFunc(refs, func(a, b shardRef) int {
-				return cmp.Or(cmp.Compare(a.c, b.c), cmp.Compare(a.s.N, b.s.N), cmp.Compare(a.s.Region, b.s.Region))
-			})
+			r.pub.allShards = false
 		}
+		refs := r.pub.takeShards(final)
 		var failed []shardRef
 		for _, ref := range refs {
 			b, err := r.totals.AppendPrecinctResults(nil, ref.c, ref.s)
@@ -208,11 +245,9 @@ func (r *Reconciler) publish(ctx context.Context) error {
 			}
 			out = append(out, kv{key: tally.PrecinctsKey(ref.c, ref.s), raw: b})
 		}
-		clear(r.pub.shards)
 		for _, ref := range failed {
 			r.pub.shards[ref] = true
 		}
-		r.pub.allShards = false
 		// The feed follows the precincts: a batch is a region's reports
 		// in a contest since the last.
 		if r.feed.take(start) {
