@@ -85,3 +85,26 @@ func TestFeedFromBucket(t *testing.T) {
 		break
 	}
 }
+
+// A contest's results by county are served as the reconciler wrote them;
+// a value that does not name its contest is decoded, and served with the
+// key's contest and an empty list of counties rather than none.
+func TestCountiesFromBucket(t *testing.T) {
+	v := MustEnv(t, nil)
+	cr := v.t.CountyResults("pres-nm")
+	want, err := json.Marshal(cr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	MustPut(t, v.kv, tally.CountiesKey("pres-nm"), cr)
+	url := v.base + "/api/v1/contests/pres-nm/counties"
+	eventually(t, "the county results as written", func() bool {
+		res := get(t, url)
+		return res.status == 200 && string(res.body) == string(want)
+	})
+	MustPut(t, v.kv, tally.CountiesKey("pres-nm"), map[string]any{"counties": nil})
+	eventually(t, "the county results with the key's contest", func() bool {
+		res := get(t, url)
+		return res.status == 200 && string(res.body) == `{"contest":"pres-nm","counties":[]}`
+	})
+}
