@@ -22,7 +22,8 @@ import (
 // markShard, which the caller does under the reconciler's lock as publish
 // does when it reads the shards.
 type publisher struct {
-	kv      jetstream.KeyValue
+	js      jetstream.JetStream
+	putPre  string // the subject of a key's put is putPre+key
 	seed    maphash.Seed
 	last    map[string]uint64 // key -> hash of the bytes in the bucket
 	pending map[string][]byte // key -> bytes still to write
@@ -32,9 +33,11 @@ type publisher struct {
 	// changed (all of them after init), at most every PrecinctsInterval
 	// and, when writing them takes long, less often (precinctsBudget); at
 	// most precinctsPerPublish at a time, taken in key order from where the
-	// last publish left off (shardsAfter).
+	// last publish left off (shardsAfter). The results by county of the
+	// contests changed since are written with them.
 	shards        map[shardRef]bool
 	allShards     bool
+	counties      map[tally.ContestID]bool
 	precinctsNext time.Time // not before
 	shardsAfter   *shardRef
 
@@ -67,13 +70,16 @@ const precinctsBudget = 10
 // in turn.
 const precinctsPerPublish = 1000
 
-func (p *publisher) init(kv jetstream.KeyValue) {
-	p.kv = kv
+func (p *publisher) init(js jetstream.JetStream, kv jetstream.KeyValue) {
+	// A bucket of the hub's own JetStream, not a mirror: its puts are
+	// published to $KV.<bucket>.<key>, as KeyValue.Put does.
+	p.js, p.putPre = js, "$KV."+kv.Bucket()+"."
 	p.seed = maphash.MakeSeed()
 	p.last = map[string]uint64{}
 	p.pending = map[string][]byte{}
 	p.shards = map[shardRef]bool{}
 	p.allShards = true
+	p.counties = map[tally.ContestID]bool{}
 }
 
 // markShard notes that shard s of contest c changed.
@@ -130,26 +136,58 @@ func (p *publisher) takeShards(all bool) []shardRef {
 	return refs
 }
 
-// flush writes every pending key; what fails stays pending.
+// flush writes every pending key; what fails stays pending. The puts are
+// published at once and their acknowledgements awaited after: under load a
+// Put at a time waits a round trip each, and a publish of a thousand keys
+// ran past its deadline.
 func (p *publisher) flush(ctx context.Context) (int, error) {
-	var errs []error
-	n := 0
-	keep := p.order[:0]
+	type put struct {
+		key string
+		b   []byte
+		ack jetstream.PubAckFuture
+	}
+	var (
+		errs   []error
+		failed int
+		puts   []put
+		keep   []string
+	)
+	fail := func(key string, err error) {
+		if failed++; failed <= 3 { // the first few name the problem
+			errs = append(errs, fmt.Errorf("put %s: %w", key, err))
+		}
+		keep = append(keep, key)
+	}
 	for _, key := range p.order {
 		b, ok := p.pending[key]
 		if !ok {
 			continue
 		}
-		rev, err := p.kv.Put(ctx, key, b)
+		ack, err := p.js.PublishAsync(p.putPre+key, b)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("put %s: %w", key, err))
-			keep = append(keep, key)
+			fail(key, err)
 			continue
 		}
-		p.last[key] = maphash.Bytes(p.seed, b)
-		p.rev = rev
-		delete(p.pending, key)
-		n++
+		puts = append(puts, put{key, b, ack})
+	}
+	n := 0
+	for _, pt := range puts {
+		var err error
+		select {
+		case pa := <-pt.ack.Ok():
+			p.last[pt.key] = maphash.Bytes(p.seed, pt.b)
+			p.rev = max(p.rev, pa.Sequence)
+			delete(p.pending, pt.key)
+			n++
+			continue
+		case err = <-pt.ack.Err():
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		fail(pt.key, err)
+	}
+	if failed > 3 {
+		errs = append(errs, fmt.Errorf("and %d more puts failed", failed-3))
 	}
 	p.order = keep
 	return n, errors.Join(errs...)
@@ -182,10 +220,14 @@ func (r *Reconciler) publishLoop() {
 
 // publish takes the dirty contests and, if they changed, the region
 // statuses, and writes to the bucket the keys whose JSON changed: each dirty
-// contest and its results by county, the national view of each office with
-// a dirty contest, KeyRegions, and, at most every PrecinctsInterval (and on
-// the final publish), the shards of precinct results changed since and
-// the feed.
+// contest, the national view of each office with a dirty contest,
+// KeyRegions, and, at most every PrecinctsInterval (and on the final
+// publish), the results by county of the contests changed since, the
+// shards of precinct results changed since and the feed. A contest's
+// results by county are as large as its counties are many; written with
+// every change of the contest (every PublishInterval), building, encoding
+// and (in the gateway) decoding them took more than a tenth of the hub's
+// CPU in a US-size run.
 // Then it publishes the pending audit records.
 func (r *Reconciler) publish(ctx context.Context) error {
 	start := time.Now()
@@ -208,7 +250,7 @@ func (r *Reconciler) publish(ctx context.Context) error {
 				continue
 			}
 			out = append(out, kv{key: tally.ContestKey(c.ID), val: r.totals.ContestResult(c.ID, sm)})
-			out = append(out, kv{key: tally.CountiesKey(c.ID), val: r.totals.CountyResults(c.ID)})
+			r.pub.counties[c.ID] = true
 			if c.Office != "" {
 				offices[c.Office] = true
 			}
@@ -224,8 +266,14 @@ func (r *Reconciler) publish(ctx context.Context) error {
 		clear(r.dirty)
 		r.regionsDirty = false
 	}
-	withShards := (len(r.pub.shards) > 0 || r.pub.allShards) && (final || !start.Before(r.pub.precinctsNext))
+	withShards := (len(r.pub.shards) > 0 || r.pub.allShards || len(r.pub.counties) > 0) && (final || !start.Before(r.pub.precinctsNext))
 	if withShards {
+		for _, c := range r.e.Contests { // election order
+			if r.pub.counties[c.ID] {
+				out = append(out, kv{key: tally.CountiesKey(c.ID), val: r.totals.CountyResults(c.ID)})
+			}
+		}
+		clear(r.pub.counties)
 		if r.pub.allShards {
 			for _, c := range r.e.Contests {
 				for _, s := range r.e.ContestShards(c.ID) {

@@ -395,7 +395,7 @@ func (r *Reconciler) Open(ctx context.Context) (err error) {
 		r.dirty[c.ID] = true
 	}
 	r.regionsDirty = true
-	r.pub.init(r.kv)
+	r.pub.init(r.js, r.kv)
 	r.mu.Unlock()
 	if err := r.publish(ctx); err != nil {
 		return fmt.Errorf("publish national state: %w", err)
