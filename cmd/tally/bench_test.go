@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -46,33 +45,40 @@ func benchReports(e *tally.Election, n int, round int) map[tally.RegionID][]*tal
 	return out
 }
 
+// rawStream starts an embedded JetStream server with one file-backed
+// stream, name, of the subjects tally.>, and returns a client of it and a
+// func that stops both.
+func rawStream(tb testing.TB, name string) (jetstream.JetStream, func()) {
+	tb.Helper()
+	ns, err := embeddedJS(tb.TempDir(), "", nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	stop := func() { ns.Shutdown(); ns.WaitForShutdown() }
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		stop()
+		tb.Fatal(err)
+	}
+	stop = func() { nc.Close(); ns.Shutdown(); ns.WaitForShutdown() }
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err == nil {
+		_, err = js.CreateStream(context.Background(), jetstream.StreamConfig{Name: name, Subjects: []string{"tally.>"}, Storage: jetstream.FileStorage})
+	}
+	if err != nil {
+		stop()
+		tb.Fatal(err)
+	}
+	return js, stop
+}
+
 // rawPublishRate measures the baseline: JetStream async publish of the same
 // canonical event bytes, with their Nats-Msg-Id, into one file-backed stream
 // on an embedded server, waiting for every ack. It returns events per second.
 func rawPublishRate(b *testing.B, reports map[tally.RegionID][]*tally.Report) float64 {
 	b.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: b.TempDir(), NoLog: true, NoSigs: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		b.Fatal("nats not ready")
-	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "RAW", Subjects: []string{"tally.>"}, Storage: jetstream.FileStorage}); err != nil {
-		b.Fatal(err)
-	}
+	js, stop := rawStream(b, "RAW")
+	defer stop()
 	var msgs []*nats.Msg
 	for _, reps := range reports {
 		for _, r := range reps {
@@ -208,25 +214,10 @@ func BenchmarkStreamSubjects(b *testing.B) {
 	}
 	stored := func(distinct bool) uint64 {
 		ctx := context.Background()
-		ns, err := embeddedJS(b.TempDir(), "", nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-		nc, err := nats.Connect(ns.ClientURL())
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer nc.Close()
-		js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: tally.ResultsStream, Subjects: []string{"tally.>"}, Storage: jetstream.FileStorage}); err != nil {
-			b.Fatal(err)
-		}
+		js, stop := rawStream(b, tally.ResultsStream)
+		defer stop()
 		before := heap()
-		_, err = asyncPublish(ctx, js, func(fn func(*tally.Report) error) error {
+		_, err := asyncPublish(ctx, js, func(fn func(*tally.Report) error) error {
 			for i := range n {
 				p := tally.PrecinctID("p1")
 				if distinct {
