@@ -69,25 +69,31 @@ func (t *Totals) cell(p PrecinctID, c ContestID) *cell {
 	return t.loose[cellKey{p, c}]
 }
 
-// newCell returns the empty cell of precinct p in contest c, which has not
-// reported, now counted as held.
-func (t *Totals) newCell(p PrecinctID, c ContestID) *cell {
-	t.ncells++
+// cellFor returns the cell of precinct p in contest c, and whether the
+// precinct had reported in it; a cell it had not is made, counted as held,
+// for the report about to be applied.
+func (t *Totals) cellFor(p PrecinctID, c ContestID) (cl *cell, had bool) {
 	if g, i := t.slot(t.e.PrecinctIndex(p), c, true); g != nil {
-		cl := &g.cells[i]
+		cl = &g.cells[i]
+		if cl.has {
+			return cl, true
+		}
 		k := len(t.candIndex(c).ids)
 		cl.has = true
 		cl.votes = g.votes[i*k : (i+1)*k : (i+1)*k]
-		return cl
+	} else if cl = t.loose[cellKey{p, c}]; cl != nil {
+		return cl, true
+	} else {
+		// Not a precinct and contest of the election: never so for a
+		// valid report, but Apply keeps it as it would any other.
+		if t.loose == nil {
+			t.loose = map[cellKey]*cell{}
+		}
+		cl = &cell{has: true}
+		t.loose[cellKey{p, c}] = cl
 	}
-	// Not a precinct and contest of the election: never so for a valid
-	// report, but Apply keeps it as it would any other.
-	if t.loose == nil {
-		t.loose = map[cellKey]*cell{}
-	}
-	cl := &cell{has: true}
-	t.loose[cellKey{p, c}] = cl
-	return cl
+	t.ncells++
+	return cl, false
 }
 
 // eachCell calls fn with every cell t holds, in no particular order.

@@ -171,7 +171,8 @@ func RestoreTotals(e *Election, s *TotalsState) (*Totals, error) {
 			return nil, Errorf(EINVALID, "totals state: cell %s/%s: not a precinct and contest of the election", cs.Precinct, cs.Contest)
 		}
 		k := cellKey{cs.Precinct, cs.Contest}
-		if t.cell(cs.Precinct, cs.Contest) != nil {
+		cl, had := t.cellFor(cs.Precinct, cs.Contest) // on an error, t is dropped whole
+		if had {
 			return nil, Errorf(EINVALID, "totals state: cell %s/%s: listed twice", cs.Precinct, cs.Contest)
 		}
 		if cs.Cell.Seq > s.LastSeq[p.Region] {
@@ -179,7 +180,6 @@ func RestoreTotals(e *Election, s *TotalsState) (*Totals, error) {
 				cs.Precinct, cs.Contest, cs.Cell.Seq, p.Region, s.LastSeq[p.Region])
 		}
 		c := cs.Cell
-		cl := t.newCell(cs.Precinct, cs.Contest)
 		cl.seq, cl.id, cl.voteTypes, cl.ballotsCast, cl.complete = c.Seq, c.ID, c.VoteTypes, c.BallotsCast, c.Complete
 		cl.reportedAt, cl.reports, cl.corrections = c.ReportedAt, int32(c.Reports), int32(c.Corrections)
 		cl.set(t.candIndex(cs.Contest), c.Votes)

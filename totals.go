@@ -216,7 +216,7 @@ func (t *Totals) Apply(seq uint64, rep *Report) bool {
 	t.lastSeq[rep.Region] = seq
 	k := cellKey{rep.Precinct, rep.Contest}
 	ci := t.candIndex(rep.Contest)
-	cl := t.cell(rep.Precinct, rep.Contest)
+	cl, had := t.cellFor(rep.Precinct, rep.Contest)
 	ct := t.contests[rep.Contest]
 	if ct == nil {
 		ct = &ContestTally{Votes: map[CandidateID]int64{}, Regions: map[RegionID]*RegionTally{}}
@@ -228,10 +228,8 @@ func (t *Totals) Apply(seq uint64, rep *Report) bool {
 		ct.Regions[rep.Region] = rt
 	}
 	ca := t.countyOf(rep.Contest, rep.Precinct)
-	had := cl != nil
 	var oldAt time.Time
-	if cl == nil {
-		cl = t.newCell(rep.Precinct, rep.Contest)
+	if !had {
 		ct.Reporting++
 		rt.Reporting++
 	} else {

@@ -369,23 +369,33 @@ func mirrorBaseline(ctx context.Context, dir string, gen func(func(*tally.Report
 		return info.State.Msgs, nil
 	}
 	if read {
-		var got atomic.Uint64
-		c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+		var got atomic.Int64
+		stop, err := countReads(ctx, lp.hjs, "MIRROR_X", &got)
 		if err != nil {
 			return 0, 0, err
 		}
-		cc, err := c.Consume(func(jetstream.Msg) { got.Add(1) })
-		if err != nil {
-			return 0, 0, err
-		}
-		defer cc.Stop()
-		count = func() (uint64, error) { return got.Load(), nil }
+		defer stop()
+		count = func() (uint64, error) { return uint64(got.Load()), nil }
 	}
 	first, firstN, done, err := catchUpSeries(ctx, 0, uint64(n), timeout, count)
 	if err != nil {
 		return 0, 0, fmt.Errorf("baseline mirror: %w", err)
 	}
 	return int(uint64(n) - firstN), done.Sub(first), nil
+}
+
+// countReads reads stream with an ordered consumer of js, as Tally's
+// consumers read theirs, adding one to n per message; stop ends it.
+func countReads(ctx context.Context, js jetstream.JetStream, stream string, n *atomic.Int64) (stop func(), err error) {
+	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return nil, err
+	}
+	cc, err := c.Consume(func(jetstream.Msg) { n.Add(1) })
+	if err != nil {
+		return nil, err
+	}
+	return cc.Stop, nil
 }
 
 // pipelineFloor measures what JetStream alone costs on Tally's ingest path,
@@ -412,16 +422,11 @@ func pipelineFloor(ctx context.Context, dir string, gen func(func(*tally.Report)
 	}
 	var read [2]atomic.Int64
 	for i, js := range []jetstream.JetStream{ojs, hjs} {
-		name := []string{tally.ResultsStream, "MIRROR_X"}[i]
-		c, err := js.OrderedConsumer(ctx, name, jetstream.OrderedConsumerConfig{})
+		stop, err := countReads(ctx, js, []string{tally.ResultsStream, "MIRROR_X"}[i], &read[i])
 		if err != nil {
 			return 0, 0, err
 		}
-		cc, err := c.Consume(func(jetstream.Msg) { read[i].Add(1) })
-		if err != nil {
-			return 0, 0, err
-		}
-		defer cc.Stop()
+		defer stop()
 	}
 	start := time.Now()
 	n, err := asyncPublish(ctx, ojs, gen, nil)
