@@ -793,21 +793,46 @@ func (m *BenchMain) run(ctx context.Context) (*benchReport, error) {
 		return rep, err
 	}
 	// Tally and the baseline take turns, readRounds each, so that a change
-	// in the machine's load during the phase touches both alike.
+	// in the machine's load during the phase touches both alike. The
+	// servers' CPU time says whether a difference in rate is a difference
+	// in cost: the hub process's while the gateway serves, the baseline
+	// child's and the hub's (its background work) while the baseline does.
 	var readRate, blRead float64
+	var gw, base readTurn
+	var hubIdle, idleFor time.Duration
+	hubPid := hub.cmd.Process.Pid
 	for range readRounds {
-		r, err := readLoad(ctx, hub.api+"/api/v1/contests/"+string(probeContest), o.ReadClients, o.ReadFor/readRounds)
+		r, err := readLoad(ctx, hub.api+"/api/v1/contests/"+string(probeContest), o.ReadClients, o.ReadFor/readRounds, hubPid)
 		if err != nil {
 			return rep, fmt.Errorf("reads: %w", err)
 		}
-		b, err := readLoad(ctx, bl.url+"/contest", o.ReadClients, o.ReadFor/readRounds)
+		h0, err := procCPU(hubPid)
+		if err != nil {
+			return rep, err
+		}
+		t0 := time.Now()
+		b, err := readLoad(ctx, bl.url+"/contest", o.ReadClients, o.ReadFor/readRounds, bl.cmd.Process.Pid)
 		if err != nil {
 			return rep, fmt.Errorf("baseline reads: %w", err)
 		}
-		readRate, blRead = readRate+r/readRounds, blRead+b/readRounds
+		h1, err := procCPU(hubPid)
+		if err != nil {
+			return rep, err
+		}
+		readRate += float64(r.requests) / r.elapsed.Seconds() / readRounds
+		blRead += float64(b.requests) / b.elapsed.Seconds() / readRounds
+		gw.requests, gw.elapsed, gw.serverCPU = gw.requests+r.requests, gw.elapsed+r.elapsed, gw.serverCPU+r.serverCPU
+		base.requests, base.elapsed, base.serverCPU = base.requests+b.requests, base.elapsed+b.elapsed, base.serverCPU+b.serverCPU
+		hubIdle, idleFor = hubIdle+h1-h0, idleFor+time.Since(t0)
 	}
 	rep.add("reads", readRate, "req/s", blRead, "minimal net/http handler, same bytes", readRate/blRead, ">= 0.95", ptr(readRate/blRead >= 0.95),
 		fmt.Sprintf("cached GET /api/v1/contests/%s (%d bytes), %d keep-alive clients in this process, %s each, in %d turns of %s taken in alternation with the baseline", probeContest, len(body), o.ReadClients, o.ReadFor, readRounds, (o.ReadFor/readRounds).Round(time.Millisecond)))
+	perReq := func(t readTurn) float64 {
+		return float64(t.serverCPU.Nanoseconds()) / 1e3 / float64(max(t.requests, 1))
+	}
+	rep.add("reads CPU/req", perReq(gw), "µs", perReq(base), "minimal net/http handler, same bytes", perReq(gw)/perReq(base), "", nil,
+		fmt.Sprintf("the server's CPU time (user and system) per request during the reads: the hub process (gateway, reconciler, hub JetStream) %.2f cores busy while the gateway served, the baseline child %.2f cores while it served; the hub's background work during the baseline's turns: %.3f cores. CPU times are counted in 10 ms ticks",
+			gw.serverCPU.Seconds()/gw.elapsed.Seconds(), base.serverCPU.Seconds()/base.elapsed.Seconds(), hubIdle.Seconds()/idleFor.Seconds()))
 
 	// Catch-up.
 	rc := len(regions) - 1

@@ -188,8 +188,17 @@ func fanOut(ctx context.Context, vs viewers, updates int, trigger func(k int64) 
 // readRounds is how many turns the reads of Tally and of the baseline take.
 const readRounds = 3
 
-// readLoad measures GET requests/s on u with n keep-alive clients for d.
-func readLoad(ctx context.Context, u string, n int, d time.Duration) (float64, error) {
+// readTurn is what one turn of readLoad measured: requests answered, and
+// the time and the server process's CPU time (user and system) they took.
+type readTurn struct {
+	requests  int64
+	elapsed   time.Duration
+	serverCPU time.Duration
+}
+
+// readLoad measures GET requests on u with n keep-alive clients for d, and
+// the CPU time process pid (the server) used meanwhile.
+func readLoad(ctx context.Context, u string, n int, d time.Duration, pid int) (readTurn, error) {
 	tr := &http.Transport{MaxIdleConns: n, MaxIdleConnsPerHost: n, MaxConnsPerHost: n, DisableCompression: true}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
@@ -224,13 +233,21 @@ func readLoad(ctx context.Context, u string, n int, d time.Duration) (float64, e
 		wg.Wait()
 	}
 	run(d/5, false) // warm up: connections open, caches hot
+	cpu0, err := procCPU(pid)
+	if err != nil {
+		return readTurn{}, err
+	}
 	start := time.Now()
 	run(d, true)
 	el := time.Since(start)
-	if err, ok := failed.Load().(error); ok {
-		return 0, err
+	cpu1, err := procCPU(pid)
+	if err != nil {
+		return readTurn{}, err
 	}
-	return float64(count.Load()) / el.Seconds(), nil
+	if err, ok := failed.Load().(error); ok {
+		return readTurn{}, err
+	}
+	return readTurn{requests: count.Load(), elapsed: el, serverCPU: cpu1 - cpu0}, nil
 }
 
 // catchUpSeries polls applied() until it reaches target and returns when
