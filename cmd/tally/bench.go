@@ -80,7 +80,10 @@ type BenchMain struct {
 	profileOut  string
 	innerArgs   []string
 	inner       command
-	profiling   *os.File
+	profMu      sync.Mutex
+	profiling   *os.File // the CPU profile being written
+	profiles    int      // CPU profiles started
+	profDone    bool     // closed: no more profiles
 }
 
 // NewBenchMain returns a BenchMain printing its table to out and its
@@ -114,7 +117,7 @@ func (m *BenchMain) ParseFlags(args []string, _ func(string) string) error {
 	fs.BoolVar(&o.Quick, "quick", false, "a small election that runs in seconds (CI); size flags still apply")
 	fs.BoolVar(&o.Postgres, "postgres", false, "also run the PostgreSQL comparison on the same reports")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the stores and logs (the temporary directory is printed)")
-	fs.StringVar(&o.Profile, "profile", "", "write CPU and heap profiles of the hub and the regions into this directory")
+	fs.StringVar(&o.Profile, "profile", "", "write CPU profiles (one per phase: <role>.cpu.<n>-<phase>.pprof) and heap profiles of the hub and the regions into this directory")
 	fs.BoolVar(&m.serve, "serve-baseline", false, "(internal) serve the minimal HTTP baselines")
 	fs.StringVar(&m.profileRole, "profile-child", "", "(internal) run hub or region with profiling")
 	fs.StringVar(&m.profileOut, "profile-out", "", "(internal) profile file prefix")
@@ -180,16 +183,11 @@ func (m *BenchMain) Run(ctx context.Context) error {
 		fmt.Fprintf(m.out, "listening http://%s\n", ln.Addr())
 		return nil
 	case m.profileRole != "":
-		f, err := os.Create(m.profileOut + ".cpu.pprof")
-		if err != nil {
+		if err := m.startCPUProfile("start"); err != nil {
 			return err
 		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			f.Close()
-			return err
-		}
-		m.profiling = f
 		go heapOnSignal(ctx, m.profileOut)
+		go m.phasesOnSignal(ctx)
 		if m.profileRole == "hub" {
 			m.inner = NewHubMain(m.logOut)
 		} else {
@@ -237,6 +235,86 @@ func heapOnSignal(ctx context.Context, out string) {
 	}
 }
 
+// startCPUProfile stops the profiled role's CPU profile, if any, and
+// starts the next, <out>.cpu.<n>-<phase>.pprof.
+func (m *BenchMain) startCPUProfile(phase string) error {
+	m.profMu.Lock()
+	defer m.profMu.Unlock()
+	if m.profDone {
+		return nil
+	}
+	if m.profiling != nil {
+		pprof.StopCPUProfile()
+		if err := m.profiling.Close(); err != nil {
+			return err
+		}
+		m.profiling = nil
+	}
+	f, err := os.Create(fmt.Sprintf("%s.cpu.%d-%s.pprof", m.profileOut, m.profiles, phase))
+	if err != nil {
+		return err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	m.profiling, m.profiles = f, m.profiles+1
+	return nil
+}
+
+// phaseFile is the file, in the profile directory, where the bench writes
+// the name of the phase it starts before it sends SIGUSR2 to the profiled
+// roles.
+const phaseFile = "phase"
+
+// phasesOnSignal starts a new CPU profile, named after the phase in the
+// phase file, each time the profiled role gets SIGUSR2, until ctx ends:
+// one profile per phase of the bench, which go tool pprof merges when
+// given them all.
+func (m *BenchMain) phasesOnSignal(ctx context.Context) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR2)
+	defer signal.Stop(sig)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sig:
+		}
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(m.profileOut), phaseFile))
+		if err != nil || !validPhase(string(b)) {
+			b = []byte("unknown")
+		}
+		_ = m.startCPUProfile(string(b)) // best effort: a profile of a profile run
+	}
+}
+
+// validPhase reports whether a phase name is safe in a file name.
+func validPhase(s string) bool {
+	if s == "" || len(s) > 40 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// signalPhase tells the profiled roles (pids) that phase starts: it
+// writes the phase file in dir and sends each SIGUSR2.
+func signalPhase(dir, phase string, pids []int) {
+	name := strings.ReplaceAll(phase, " ", "-")
+	tmp := filepath.Join(dir, phaseFile+".tmp")
+	if os.WriteFile(tmp, []byte(name), 0o644) != nil || os.Rename(tmp, filepath.Join(dir, phaseFile)) != nil {
+		return
+	}
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGUSR2)
+	}
+}
+
 // Close stops the baseline server or the profiled role.
 func (m *BenchMain) Close() error {
 	var errs []error
@@ -247,6 +325,9 @@ func (m *BenchMain) Close() error {
 		errs = append(errs, m.inner.Close())
 		m.inner = nil
 	}
+	m.profMu.Lock()
+	defer m.profMu.Unlock()
+	m.profDone = true
 	if m.profiling != nil {
 		pprof.StopCPUProfile()
 		errs = append(errs, m.profiling.Close())
@@ -358,6 +439,8 @@ type progress struct {
 	status func() string
 	stop   chan struct{}
 	wg     sync.WaitGroup
+
+	onPhase func(phase string) // when set, called as each phase starts
 }
 
 func newProgress(w io.Writer) *progress {
@@ -393,6 +476,9 @@ func (p *progress) set(phase string, status func() string) {
 	defer p.mu.Unlock()
 	p.phase, p.status, p.start = phase, status, time.Now()
 	fmt.Fprintf(p.w, "[%s] started\n", phase)
+	if p.onPhase != nil {
+		p.onPhase(phase)
+	}
 }
 
 func (p *progress) close() {
@@ -513,6 +599,15 @@ func (m *BenchMain) run(ctx context.Context) (*benchReport, error) {
 		pids += fmt.Sprintf(", region %s pid %d", r.id, r.cmd.Process.Pid)
 	}
 	rep.Notes = append(rep.Notes, pids)
+	if o.Profile != "" {
+		profiled := []int{hub.cmd.Process.Pid}
+		for _, r := range regions {
+			profiled = append(profiled, r.cmd.Process.Pid)
+		}
+		prog.mu.Lock()
+		prog.onPhase = func(phase string) { signalPhase(o.Profile, phase, profiled) }
+		prog.mu.Unlock()
+	}
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4 * o.Clients, DisableCompression: true}}
 	if err := waitReady(ctx, hc, hub.api, 2*time.Minute); err != nil {
 		return rep, err

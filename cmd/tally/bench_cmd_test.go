@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -45,7 +47,8 @@ func TestBenchCommand(t *testing.T) {
 	var out, logs bytes.Buffer
 	m := NewBenchMain(&out, &logs)
 	m.Exe = exe
-	if err := m.ParseFlags([]string{"--quick", "--json", "--viewers", "100", "--backlog", "2000"}, func(string) string { return "" }); err != nil {
+	profiles := t.TempDir()
+	if err := m.ParseFlags([]string{"--quick", "--json", "--viewers", "100", "--backlog", "2000", "--profile", profiles}, func(string) string { return "" }); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Run(ctx); err != nil {
@@ -78,6 +81,22 @@ func TestBenchCommand(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "[ingest") {
 		t.Errorf("no progress line for the ingest:\n%s", logs.String())
+	}
+
+	// --profile: a CPU profile per phase (gzipped protobuf) of the hub and
+	// of each region, and a heap profile at the end.
+	for _, role := range []string{"hub", "r1"} {
+		for _, name := range []string{"cpu.*-start", "cpu.*-ingest", "cpu.*-reads", "cpu.*-catch-up", "heap"} {
+			files, _ := filepath.Glob(filepath.Join(profiles, role+"."+name+".pprof"))
+			if len(files) != 1 {
+				t.Errorf("profiles %s.%s.pprof: %v; want one", role, name, files)
+				continue
+			}
+			b, err := os.ReadFile(files[0])
+			if err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+				t.Errorf("profile %s: %d bytes, %v; want a gzipped profile", files[0], len(b), err)
+			}
+		}
 	}
 
 	// The table form prints the same rows.
