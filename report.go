@@ -93,6 +93,14 @@ const MaxEventIDLen = 128
 // order, map keys sorted, times in UTC. Equal reports encode to equal bytes,
 // so the encoding can be hashed and signed.
 func (r *Report) Encode() ([]byte, error) {
+	if b, ok := appendCanonicalReport(make([]byte, 0, 256), r); ok {
+		return b, nil
+	}
+	return r.encodeJSON()
+}
+
+// encodeJSON is Encode with encoding/json alone.
+func (r *Report) encodeJSON() ([]byte, error) {
 	c := *r
 	c.ReportedAt = c.ReportedAt.UTC()
 	var buf bytes.Buffer
