@@ -1,6 +1,8 @@
 package tally_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"slices"
@@ -60,15 +62,9 @@ func TestTotalsApply(t *testing.T) {
 	}
 }
 
-// BenchmarkTotalsCells applies one report to every precinct and contest of
-// an election of 20,000 precincts and 5 contests of 3 candidates (100,000
-// cells), and reports the live heap the Totals holds per cell, as measured
-// after a collection, with the reports themselves dropped; then the heap a
-// Copy of it holds per cell, and how long the Copy took.
-//
-//	go test -run '^$' -bench TotalsCells -benchtime 3x .
-func BenchmarkTotalsCells(b *testing.B) {
-	const precincts, contests = 20_000, 5
+// benchCellsElection is the election of BenchmarkTotalsCells: precincts x
+// contests cells, 3 candidates each, in two regions.
+func benchCellsElection(b *testing.B, precincts, contests int) *tally.Election {
 	e := &tally.Election{ID: "bench", Name: "Bench", Date: "2026-11-03",
 		Regions: []tally.Region{{ID: "r1", Name: "R1"}, {ID: "r2", Name: "R2"}}}
 	var cids []tally.ContestID
@@ -85,6 +81,27 @@ func BenchmarkTotalsCells(b *testing.B) {
 	if err := e.Validate(); err != nil {
 		b.Fatal(err)
 	}
+	return e
+}
+
+// benchReport is a report as decoded, with strings of its own, of precinct
+// p in contest c: the seq'th event of p's region.
+func benchReport(p *tally.Precinct, c tally.ContestID, seq uint64, at time.Time) *tally.Report {
+	return &tally.Report{ID: tally.EventID(fmt.Sprintf("%s-%d", p.Region, seq)), Region: p.Region,
+		Precinct: tally.PrecinctID(strings.Clone(string(p.ID))), Contest: tally.ContestID(strings.Clone(string(c))),
+		Votes: map[tally.CandidateID]int64{"a": 10, "b": 20, "c": 30}, Complete: true, ReportedAt: at}
+}
+
+// BenchmarkTotalsCells applies one report to every precinct and contest of
+// an election of 20,000 precincts and 5 contests of 3 candidates (100,000
+// cells), and reports the live heap the Totals holds per cell, as measured
+// after a collection, with the reports themselves dropped; then the heap a
+// Copy of it holds per cell, and how long the Copy took.
+//
+//	go test -run '^$' -bench TotalsCells -benchtime 3x .
+func BenchmarkTotalsCells(b *testing.B) {
+	const precincts, contests = 20_000, 5
+	e := benchCellsElection(b, precincts, contests)
 	at := time.Date(2026, 11, 3, 21, 0, 0, 0, time.UTC)
 	var perCell, perCopy float64
 	var copyTime time.Duration
@@ -100,11 +117,7 @@ func BenchmarkTotalsCells(b *testing.B) {
 			p := &e.Precincts[i]
 			for _, c := range p.Contests {
 				seq[p.Region]++
-				// A report as decoded: strings of its own.
-				rep := &tally.Report{ID: tally.EventID(fmt.Sprintf("%s-%d", p.Region, seq[p.Region])), Region: p.Region,
-					Precinct: tally.PrecinctID(strings.Clone(string(p.ID))), Contest: tally.ContestID(strings.Clone(string(c))),
-					Votes: map[tally.CandidateID]int64{"a": 10, "b": 20, "c": 30}, Complete: true, ReportedAt: at}
-				tt.Apply(seq[p.Region], rep)
+				tt.Apply(seq[p.Region], benchReport(p, c, seq[p.Region], at))
 			}
 		}
 		b.StopTimer()
@@ -124,4 +137,72 @@ func BenchmarkTotalsCells(b *testing.B) {
 	b.ReportMetric(perCell, "heap_bytes/cell")
 	b.ReportMetric(perCopy, "copy_heap_bytes/cell")
 	b.ReportMetric(float64(copyTime.Nanoseconds())/(precincts*contests), "copy_ns/cell")
+}
+
+// BenchmarkTotalsSnapshotJSON measures the totals' part of the
+// reconciler's snapshot, JSON as TotalsCopy.WriteJSON writes it, for the
+// election of BenchmarkTotalsCells (100,000 cells): its bytes per cell and
+// the time to write it; then the restore a restart does (decoding the JSON
+// into a TotalsState, then RestoreTotals): its time per cell, the bytes it
+// allocates per cell and the live heap the decoded state holds per cell
+// beside the restored Totals.
+//
+//	go test -run '^$' -bench TotalsSnapshotJSON -benchtime 3x .
+func BenchmarkTotalsSnapshotJSON(b *testing.B) {
+	const precincts, contests = 20_000, 5
+	const cells = precincts * contests
+	e := benchCellsElection(b, precincts, contests)
+	at := time.Date(2026, 11, 3, 21, 0, 0, 0, time.UTC)
+	tt := tally.NewTotals(e)
+	seq := map[tally.RegionID]uint64{}
+	for i := range e.Precincts {
+		p := &e.Precincts[i]
+		for _, c := range p.Contests {
+			seq[p.Region]++
+			tt.Apply(seq[p.Region], benchReport(p, c, seq[p.Region], at))
+		}
+	}
+	var size, writeNS, restoreNS, alloc, stateHeap float64
+	for b.Loop() {
+		var buf bytes.Buffer
+		start := time.Now()
+		if err := tt.Copy().WriteJSON(&buf); err != nil {
+			b.Fatal(err)
+		}
+		writeNS = float64(time.Since(start).Nanoseconds()) / cells
+		size = float64(buf.Len()) / cells
+
+		b.StopTimer()
+		runtime.GC()
+		var m0, m1, m2 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		b.StartTimer()
+		start = time.Now()
+		var s tally.TotalsState
+		if err := json.Unmarshal(buf.Bytes(), &s); err != nil {
+			b.Fatal(err)
+		}
+		got, err := tally.RestoreTotals(e, &s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		restoreNS = float64(time.Since(start).Nanoseconds()) / cells
+		b.StopTimer()
+		runtime.ReadMemStats(&m1)
+		if got.Events() != tt.Events() {
+			b.Fatalf("restored %d events, want %d", got.Events(), tt.Events())
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&m2)
+		alloc = float64(m1.TotalAlloc-m0.TotalAlloc) / cells
+		stateHeap = float64(int64(m2.HeapAlloc)-int64(m0.HeapAlloc)) / cells // the state and the restored Totals
+		runtime.KeepAlive(s)
+		runtime.KeepAlive(got)
+		b.StartTimer()
+	}
+	b.ReportMetric(size, "json_bytes/cell")
+	b.ReportMetric(writeNS, "write_ns/cell")
+	b.ReportMetric(restoreNS, "restore_ns/cell")
+	b.ReportMetric(alloc, "restore_alloc_bytes/cell")
+	b.ReportMetric(stateHeap, "restore_live_bytes/cell")
 }
