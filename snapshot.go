@@ -1,6 +1,9 @@
 package tally
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
 	"slices"
 	"time"
 )
@@ -121,84 +124,120 @@ func RestoreTotals(e *Election, s *TotalsState) (*Totals, error) {
 	if s == nil {
 		return nil, Errorf(EINVALID, "totals state: missing")
 	}
-	if s.Election != e.ID {
-		return nil, Errorf(EINVALID, "totals state: of election %q, not %q", s.Election, e.ID)
+	rs, err := newTotalsRestorer(e, s.Election, s.Events, s.LastSeq)
+	if err != nil {
+		return nil, err
+	}
+	for i := range s.Cells {
+		if err := rs.cell(&s.Cells[i]); err != nil {
+			return nil, err
+		}
+	}
+	return rs.finish(s.Contests)
+}
+
+// restoreSums are a contest's sums as its cells make them, to check the
+// stored ones against.
+type restoreSums struct {
+	votes               map[CandidateID]int64
+	voteTypes           map[VoteType]map[CandidateID]int64
+	ballots             int64
+	reporting, complete int
+	corrections         int
+}
+
+func (s *restoreSums) add(cell *Cell) {
+	for cand, n := range cell.Votes {
+		s.votes[cand] += n
+	}
+	for vt, byCand := range cell.VoteTypes {
+		if s.voteTypes == nil {
+			s.voteTypes = map[VoteType]map[CandidateID]int64{}
+		}
+		if s.voteTypes[vt] == nil {
+			s.voteTypes[vt] = map[CandidateID]int64{}
+		}
+		for cand, n := range byCand {
+			s.voteTypes[vt][cand] += n
+		}
+	}
+	s.ballots += cell.BallotsCast
+	s.reporting++
+	if cell.Complete {
+		s.complete++
+	}
+	s.corrections += cell.Corrections
+}
+
+// totalsRestorer rebuilds a Totals from a TotalsState given in parts: its
+// head (election, events, last sequences), then its cells one at a time,
+// then its sums, which it checks against the cells'. RestoreTotals gives it
+// a state held whole; ReadTotals one read as it goes.
+type totalsRestorer struct {
+	e          *Election
+	t          *Totals
+	lastSeq    map[RegionID]uint64
+	want       map[ContestID]*restoreSums
+	wantRegion map[ContestID]map[RegionID]*restoreSums
+}
+
+func newTotalsRestorer(e *Election, election string, events uint64, lastSeq map[RegionID]uint64) (*totalsRestorer, error) {
+	if election != e.ID {
+		return nil, Errorf(EINVALID, "totals state: of election %q, not %q", election, e.ID)
 	}
 	t := NewTotals(e)
-	t.events = s.Events
-	for r, seq := range s.LastSeq {
+	t.events = events
+	for r, seq := range lastSeq {
 		if e.Region(r) == nil {
 			return nil, Errorf(EINVALID, "totals state: last_seq: unknown region %q", r)
 		}
 		t.lastSeq[r] = seq
 	}
-	// The sums as the cells make them, to check the stored ones against.
-	type sums struct {
-		votes               map[CandidateID]int64
-		voteTypes           map[VoteType]map[CandidateID]int64
-		ballots             int64
-		reporting, complete int
-		corrections         int
+	return &totalsRestorer{e: e, t: t, lastSeq: lastSeq,
+		want: map[ContestID]*restoreSums{}, wantRegion: map[ContestID]map[RegionID]*restoreSums{}}, nil
+}
+
+// cell restores one cell. On an error, the Totals is to be dropped whole.
+func (rs *totalsRestorer) cell(cs *CellState) error {
+	e, t := rs.e, rs.t
+	p := e.Precinct(cs.Precinct)
+	if p == nil || !slices.Contains(p.Contests, cs.Contest) {
+		return Errorf(EINVALID, "totals state: cell %s/%s: not a precinct and contest of the election", cs.Precinct, cs.Contest)
 	}
-	want := map[ContestID]*sums{}
-	wantRegion := map[ContestID]map[RegionID]*sums{}
-	add := func(s *sums, cell *Cell) {
-		for cand, n := range cell.Votes {
-			s.votes[cand] += n
-		}
-		for vt, byCand := range cell.VoteTypes {
-			if s.voteTypes == nil {
-				s.voteTypes = map[VoteType]map[CandidateID]int64{}
-			}
-			if s.voteTypes[vt] == nil {
-				s.voteTypes[vt] = map[CandidateID]int64{}
-			}
-			for cand, n := range byCand {
-				s.voteTypes[vt][cand] += n
-			}
-		}
-		s.ballots += cell.BallotsCast
-		s.reporting++
-		if cell.Complete {
-			s.complete++
-		}
-		s.corrections += cell.Corrections
+	k := cellKey{cs.Precinct, cs.Contest}
+	cl, had := t.cellFor(cs.Precinct, cs.Contest)
+	if had {
+		return Errorf(EINVALID, "totals state: cell %s/%s: listed twice", cs.Precinct, cs.Contest)
 	}
-	for i := range s.Cells {
-		cs := &s.Cells[i]
-		p := e.Precinct(cs.Precinct)
-		if p == nil || !slices.Contains(p.Contests, cs.Contest) {
-			return nil, Errorf(EINVALID, "totals state: cell %s/%s: not a precinct and contest of the election", cs.Precinct, cs.Contest)
-		}
-		k := cellKey{cs.Precinct, cs.Contest}
-		cl, had := t.cellFor(cs.Precinct, cs.Contest) // on an error, t is dropped whole
-		if had {
-			return nil, Errorf(EINVALID, "totals state: cell %s/%s: listed twice", cs.Precinct, cs.Contest)
-		}
-		if cs.Cell.Seq > s.LastSeq[p.Region] {
-			return nil, Errorf(EINVALID, "totals state: cell %s/%s: seq %d is past region %s's last seq %d",
-				cs.Precinct, cs.Contest, cs.Cell.Seq, p.Region, s.LastSeq[p.Region])
-		}
-		c := cs.Cell
-		cl.seq, cl.id, cl.voteTypes, cl.ballotsCast, cl.complete = c.Seq, c.ID, c.VoteTypes, c.BallotsCast, c.Complete
-		cl.reportedAt, cl.reports, cl.corrections = c.ReportedAt, int32(c.Reports), int32(c.Corrections)
-		cl.set(t.candIndex(cs.Contest), c.Votes)
-		if cs.Correction != nil {
-			t.noteCorrection(k, cs.Correction)
-		}
-		if want[cs.Contest] == nil {
-			want[cs.Contest] = &sums{votes: map[CandidateID]int64{}}
-			wantRegion[cs.Contest] = map[RegionID]*sums{}
-		}
-		add(want[cs.Contest], &c)
-		if wantRegion[cs.Contest][p.Region] == nil {
-			wantRegion[cs.Contest][p.Region] = &sums{votes: map[CandidateID]int64{}}
-		}
-		add(wantRegion[cs.Contest][p.Region], &c)
+	if cs.Cell.Seq > rs.lastSeq[p.Region] {
+		return Errorf(EINVALID, "totals state: cell %s/%s: seq %d is past region %s's last seq %d",
+			cs.Precinct, cs.Contest, cs.Cell.Seq, p.Region, rs.lastSeq[p.Region])
 	}
-	check := func(what string, w *sums, votes map[CandidateID]int64, ballots int64, reporting, complete int) error {
+	c := cs.Cell
+	cl.seq, cl.id, cl.voteTypes, cl.ballotsCast, cl.complete = c.Seq, c.ID, c.VoteTypes, c.BallotsCast, c.Complete
+	cl.reportedAt, cl.reports, cl.corrections = c.ReportedAt, int32(c.Reports), int32(c.Corrections)
+	cl.set(t.candIndex(cs.Contest), c.Votes)
+	if cs.Correction != nil {
+		t.noteCorrection(k, cs.Correction)
+	}
+	if rs.want[cs.Contest] == nil {
+		rs.want[cs.Contest] = &restoreSums{votes: map[CandidateID]int64{}}
+		rs.wantRegion[cs.Contest] = map[RegionID]*restoreSums{}
+	}
+	rs.want[cs.Contest].add(&c)
+	if rs.wantRegion[cs.Contest][p.Region] == nil {
+		rs.wantRegion[cs.Contest][p.Region] = &restoreSums{votes: map[CandidateID]int64{}}
+	}
+	rs.wantRegion[cs.Contest][p.Region].add(&c)
+	return nil
+}
+
+// finish checks the stored sums against the cells' and returns the Totals.
+func (rs *totalsRestorer) finish(contests []ContestTallyState) (*Totals, error) {
+	e, t, want, wantRegion := rs.e, rs.t, rs.want, rs.wantRegion
+	check := func(what string, w *restoreSums, votes map[CandidateID]int64, ballots int64, reporting, complete int) error {
 		if w == nil {
-			w = &sums{}
+			w = &restoreSums{}
 		}
 		switch {
 		case reporting != w.reporting:
@@ -220,7 +259,7 @@ func RestoreTotals(e *Election, s *TotalsState) (*Totals, error) {
 		}
 		return nil
 	}
-	for _, cs := range s.Contests {
+	for _, cs := range contests {
 		if e.Contest(cs.Contest) == nil {
 			return nil, Errorf(EINVALID, "totals state: contest %q: not in the election", cs.Contest)
 		}
@@ -232,7 +271,7 @@ func RestoreTotals(e *Election, s *TotalsState) (*Totals, error) {
 		}
 		w := want[cs.Contest]
 		if w == nil {
-			w = &sums{}
+			w = &restoreSums{}
 		}
 		if cs.Corrections != w.corrections {
 			return nil, Errorf(EINVALID, "totals state: contest %s: corrections %d, its cells make %d", cs.Contest, cs.Corrections, w.corrections)
@@ -306,4 +345,132 @@ func copyVotes(m map[CandidateID]int64) map[CandidateID]int64 {
 		out[k] = v
 	}
 	return out
+}
+
+// ReadTotals restores the totals of election e from the JSON of a
+// TotalsState read from dec, as RestoreTotals does from one decoded whole,
+// but a cell at a time: a national night's state is a gigabyte of JSON and
+// several times that decoded, while this holds one cell beside the Totals
+// it builds. It reads one object and leaves dec after it. The object's
+// fields are those TotalsState names, each at most once, exactly as
+// tagged, with election, events and last_seq before the cells (the order
+// WriteJSON and encoding/json write them in); anything else is refused.
+// What it accepts, json.Unmarshal and RestoreTotals accept too, with the
+// same result. Errors have code EINVALID and say what is wrong.
+func ReadTotals(e *Election, dec *json.Decoder) (*Totals, error) {
+	bad := func(format string, args ...any) error {
+		return Errorf(EINVALID, "totals state: "+format, args...)
+	}
+	if err := readDelim(dec, '{'); err != nil {
+		return nil, bad("%v", err)
+	}
+	var (
+		head     TotalsState
+		seen     = map[string]bool{}
+		rs       *totalsRestorer
+		contests []ContestTallyState
+	)
+	restorer := func() (*totalsRestorer, error) {
+		if rs == nil {
+			var err error
+			if rs, err = newTotalsRestorer(e, head.Election, head.Events, head.LastSeq); err != nil {
+				return nil, err
+			}
+		}
+		return rs, nil
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, bad("%v", err)
+		}
+		key, _ := tok.(string) // object keys are strings
+		if seen[key] {
+			return nil, bad("field %q twice", key)
+		}
+		seen[key] = true
+		switch key {
+		case "election", "events", "last_seq":
+			if rs != nil {
+				return nil, bad("field %q after the cells", key)
+			}
+			var v any = &head.Election
+			if key == "events" {
+				v = &head.Events
+			} else if key == "last_seq" {
+				v = &head.LastSeq
+			}
+			if err := dec.Decode(v); err != nil {
+				return nil, bad("%s: %v", key, err)
+			}
+		case "cells":
+			if !seen["election"] {
+				return nil, bad("cells before the election field")
+			}
+			r, err := restorer()
+			if err != nil {
+				return nil, err
+			}
+			if err := readArray(dec, func() error {
+				var cs CellState
+				if err := dec.Decode(&cs); err != nil {
+					return bad("cells: %v", err)
+				}
+				return r.cell(&cs)
+			}); err != nil {
+				var ee *Error
+				if errors.As(err, &ee) {
+					return nil, err
+				}
+				return nil, bad("cells: %v", err)
+			}
+		case "contests":
+			if err := dec.Decode(&contests); err != nil {
+				return nil, bad("contests: %v", err)
+			}
+		default:
+			return nil, bad("unknown field %q", key)
+		}
+	}
+	if err := readDelim(dec, '}'); err != nil {
+		return nil, bad("%v", err)
+	}
+	r, err := restorer()
+	if err != nil {
+		return nil, err
+	}
+	return r.finish(contests)
+}
+
+// readDelim reads the token d from dec.
+func readDelim(dec *json.Decoder, d json.Delim) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok != d {
+		return fmt.Errorf("want %q, got %v", d, tok)
+	}
+	return nil
+}
+
+// readArray reads a JSON array, or null, from dec, calling each for every
+// element with dec before it.
+func readArray(dec *json.Decoder, each func() error) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok == nil {
+		return nil // null
+	}
+	if tok != json.Delim('[') {
+		return fmt.Errorf("want an array, got %v", tok)
+	}
+	for dec.More() {
+		if err := each(); err != nil {
+			return err
+		}
+	}
+	return readDelim(dec, ']')
 }

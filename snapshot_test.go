@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -96,6 +97,18 @@ func TestTotalsStateRoundTrip(t *testing.T) {
 	if got := mustJSON(t, restored.State()); !bytes.Equal(got, b) {
 		t.Fatalf("restored state differs:\n got %s\nwant %s", got, b)
 	}
+	// ReadTotals, a cell at a time, from what a snapshot writes.
+	var w bytes.Buffer
+	if err := orig.Copy().WriteJSON(&w); err != nil {
+		t.Fatal(err)
+	}
+	read, err := tally.ReadTotals(e, json.NewDecoder(&w))
+	if err != nil {
+		t.Fatalf("ReadTotals: %v", err)
+	}
+	if got := mustJSON(t, read.State()); !bytes.Equal(got, b) {
+		t.Fatalf("state read differs:\n got %s\nwant %s", got, b)
+	}
 	// Later changes to the totals do not reach a state already taken.
 	for i := 300; i < len(reps); i++ {
 		orig.Apply(seqs[i], reps[i])
@@ -125,6 +138,28 @@ func TestTotalsStateRoundTrip(t *testing.T) {
 	}
 	if restored.Events() != orig.Events() {
 		t.Errorf("Events() = %d, want %d", restored.Events(), orig.Events())
+	}
+}
+
+// ReadTotals refuses what it cannot read a cell at a time: the head of
+// the state after its cells, a field twice, a field it does not know.
+func TestReadTotalsRefuses(t *testing.T) {
+	e, _ := MustBuildSmall(t)
+	for _, tc := range []struct{ name, in, want string }{
+		{"CellsFirst", `{"cells":[],"election":"` + e.ID + `"}`, "cells before the election field"},
+		{"HeadAfterCells", `{"election":"` + e.ID + `","cells":[],"events":1}`, `field "events" after the cells`},
+		{"Twice", `{"election":"` + e.ID + `","election":"` + e.ID + `"}`, `field "election" twice`},
+		{"Unknown", `{"election":"` + e.ID + `","Cells":[]}`, `unknown field "Cells"`},
+		{"NotAnObject", `[]`, "want"},
+		{"CellsNotAnArray", `{"election":"` + e.ID + `","cells":{}}`, "cells: want an array"},
+		{"Truncated", `{"election":"` + e.ID + `","cells":[`, "totals state"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tally.ReadTotals(e, json.NewDecoder(strings.NewReader(tc.in)))
+			if tally.ErrorCode(err) != tally.EINVALID || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("ReadTotals(%s) error = %v, want EINVALID containing %q", tc.in, err, tc.want)
+			}
+		})
 	}
 }
 
@@ -178,6 +213,13 @@ func TestRestoreTotalsRefuses(t *testing.T) {
 			if tally.ErrorCode(err) != tally.EINVALID || !strings.Contains(err.Error(), tt2.want) {
 				t.Errorf("RestoreTotals() error = %v, want EINVALID containing %q", err, tt2.want)
 			}
+			if st == nil {
+				return
+			}
+			_, err = tally.ReadTotals(e, json.NewDecoder(bytes.NewReader(mustJSON(t, st))))
+			if tally.ErrorCode(err) != tally.EINVALID || !strings.Contains(err.Error(), tt2.want) {
+				t.Errorf("ReadTotals() error = %v, want EINVALID containing %q", err, tt2.want)
+			}
 		})
 	}
 }
@@ -191,14 +233,37 @@ func FuzzRestoreTotals(f *testing.F) {
 	}
 	b, _ := json.Marshal(tt.State())
 	f.Add(b)
+	f.Add([]byte(`{"election":"gen-2024","cells":null,"contests":[]}`))
+	f.Add([]byte(`{"cells":[],"election":"gen-2024"}`))
+	f.Add([]byte(`{"election":"gen-2024","election":"gen-2024"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// ReadTotals accepts only what RestoreTotals accepts, with the
+		// same result.
+		dec := json.NewDecoder(bytes.NewReader(b))
+		read, rerr := tally.ReadTotals(e, dec)
+		if rerr == nil {
+			if _, err := dec.Token(); err != io.EOF {
+				read = nil // data after the object: json.Unmarshal refuses it
+			}
+		}
 		var st tally.TotalsState
 		if json.Unmarshal(b, &st) != nil {
+			if read != nil {
+				t.Fatalf("ReadTotals accepted what json.Unmarshal refuses: %q", b)
+			}
 			return
 		}
 		restored, err := tally.RestoreTotals(e, &st)
 		if err != nil {
+			if read != nil {
+				t.Fatalf("ReadTotals accepted what RestoreTotals refuses (%v): %q", err, b)
+			}
 			return // refusing is fine; panicking is not
+		}
+		if read != nil {
+			if g, w := mustJSON(t, read.State()), mustJSON(t, restored.State()); !bytes.Equal(g, w) {
+				t.Fatalf("ReadTotals read %q as\n%s\nRestoreTotals\n%s", b, g, w)
+			}
 		}
 		// What is accepted must survive another report of every cell.
 		for i := range reps {
