@@ -202,15 +202,16 @@ func (r *Reconciler) openSnapshot(ctx context.Context) error {
 	if err := r.purgeOrphanChunks(ctx, info.NUID); err != nil {
 		return err
 	}
-	b, err := obs.GetBytes(ctx, tally.SnapshotObject)
+	obj, err := obs.Get(ctx, tally.SnapshotObject)
 	if err != nil {
 		return fmt.Errorf("read snapshot: %w", err)
 	}
-	var s snapshot
-	if err := json.Unmarshal(b, &s); err != nil {
-		return tally.Errorf(tally.EINVALID, "snapshot %s/%s: %v", tally.SnapshotBucket, tally.SnapshotObject, err)
+	s, totals, err := readSnapshot(obj, r.e)
+	obj.Close()
+	if err != nil {
+		return err
 	}
-	if err := r.restore(&s); err != nil {
+	if err := r.restore(s, totals); err != nil {
 		return err
 	}
 	ev := r.log.Info().Time("taken", s.Taken).Uint64("events", r.totals.Events())
@@ -248,20 +249,101 @@ func (r *Reconciler) purgeOrphanChunks(ctx context.Context, keep string) error {
 	return nil
 }
 
-// restore replaces the fresh state made by New with s's. Errors have code
-// EINVALID.
-func (r *Reconciler) restore(s *snapshot) error {
-	where := fmt.Sprintf("snapshot %s/%s", tally.SnapshotBucket, tally.SnapshotObject)
+// snapshotWhere names the snapshot object in errors.
+var snapshotWhere = fmt.Sprintf("snapshot %s/%s", tally.SnapshotBucket, tally.SnapshotObject)
+
+// readSnapshot reads a snapshot from rd, its totals a cell at a time
+// (tally.ReadTotals): a national night's snapshot is a gigabyte of JSON,
+// too much to hold whole and decode at once beside the state it makes. Its
+// fields come in the order writeSnapshot writes them, version and election
+// first, each once; it reads rd to its end, where the object store checks
+// the object's digest. Errors have code EINVALID and name the snapshot.
+func readSnapshot(rd io.Reader, e *tally.Election) (*snapshot, *tally.Totals, error) {
+	bad := func(format string, args ...any) error {
+		return tally.Errorf(tally.EINVALID, "%s: "+format, append([]any{snapshotWhere}, args...)...)
+	}
+	dec := json.NewDecoder(rd)
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, nil, bad("not a JSON object (%v)", err)
+	}
+	var s snapshot
+	var totals *tally.Totals
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, nil, bad("%v", err)
+		}
+		key, _ := tok.(string) // object keys are strings
+		if seen[key] {
+			return nil, nil, bad("field %q twice", key)
+		}
+		seen[key] = true
+		var v any
+		switch key {
+		case "version":
+			v = &s.Version
+		case "election":
+			v = &s.Election
+		case "taken":
+			v = &s.Taken
+		case "regions":
+			v = &s.Regions
+		case "audit":
+			v = &s.Audit
+		case "totals":
+			if !seen["version"] || !seen["election"] {
+				return nil, nil, bad("totals before the version and election fields")
+			}
+			if err := checkSnapshotHead(&s, e); err != nil {
+				return nil, nil, err
+			}
+			if totals, err = tally.ReadTotals(e, dec); err != nil {
+				return nil, nil, bad("%s", tally.ErrorMessage(err))
+			}
+			continue
+		default:
+			return nil, nil, bad("unknown field %q", key)
+		}
+		if err := dec.Decode(v); err != nil {
+			return nil, nil, bad("%s: %v", key, err)
+		}
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+		return nil, nil, bad("object not closed (%v)", err)
+	}
+	// The end of the object: reading it checks the digest.
+	if _, err := dec.Token(); err != io.EOF {
+		if err == nil {
+			err = errors.New("data after the object")
+		}
+		return nil, nil, bad("%v", err)
+	}
+	if err := checkSnapshotHead(&s, e); err != nil {
+		return nil, nil, err
+	}
+	if totals == nil {
+		return nil, nil, bad("no totals")
+	}
+	return &s, totals, nil
+}
+
+// checkSnapshotHead checks that s is of this hub's version and of election
+// e.
+func checkSnapshotHead(s *snapshot, e *tally.Election) error {
 	switch {
 	case s.Version != snapshotVersion:
-		return tally.Errorf(tally.EINVALID, "%s: version %d, this hub reads %d", where, s.Version, snapshotVersion)
-	case s.Election != r.e.ID:
-		return tally.Errorf(tally.EINVALID, "%s: is of election %q, not %q: use another store, or remove the bucket to start afresh", where, s.Election, r.e.ID)
+		return tally.Errorf(tally.EINVALID, "%s: version %d, this hub reads %d", snapshotWhere, s.Version, snapshotVersion)
+	case s.Election != e.ID:
+		return tally.Errorf(tally.EINVALID, "%s: is of election %q, not %q: use another store, or remove the bucket to start afresh", snapshotWhere, s.Election, e.ID)
 	}
-	totals, err := tally.RestoreTotals(r.e, s.Totals)
-	if err != nil {
-		return tally.Errorf(tally.EINVALID, "%s: %s", where, tally.ErrorMessage(err))
-	}
+	return nil
+}
+
+// restore replaces the fresh state made by New with s's, whose totals
+// readSnapshot read. Errors have code EINVALID.
+func (r *Reconciler) restore(s *snapshot, totals *tally.Totals) error {
+	where := snapshotWhere
 	seen := map[tally.RegionID]bool{}
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -406,3 +406,56 @@ func TestHubKilledRepeatedly(t *testing.T) {
 		t.Errorf("chains = %s, want r1's %+v", gotChains, wantChain)
 	}
 }
+
+// readSnapshot reads back what writeSnapshot writes, and refuses a
+// snapshot it cannot read a field at a time, a damaged one and one of
+// another version.
+func TestReadSnapshot(t *testing.T) {
+	e := testElection(t)
+	totals := tally.NewTotals(e)
+	rep := &tally.Report{ID: "r1-1", Region: "r1", Precinct: "p1", Contest: "pres-a",
+		Votes: map[tally.CandidateID]int64{"dem": 30, "rep": 20}, Complete: true,
+		ReportedAt: time.Date(2026, 11, 3, 21, 0, 0, 0, time.UTC)}
+	if err := rep.Validate(e); err != nil {
+		t.Fatal(err)
+	}
+	totals.Apply(1, rep)
+	s := &snapshot{Version: snapshotVersion, Election: e.ID, Taken: time.Date(2026, 11, 3, 21, 0, 1, 0, time.UTC),
+		Regions: []regionSnapshot{{ID: "r1", Chain: tally.Chain{Seq: 1}}},
+		Audit:   []auditMsg{{Subject: "tally.audit.checkpoint.r1", Data: json.RawMessage(`{}`)}}}
+	var buf bytes.Buffer
+	if err := writeSnapshot(&buf, s, totals.Copy()); err != nil {
+		t.Fatal(err)
+	}
+	good := buf.String()
+	got, gotTotals, err := readSnapshot(strings.NewReader(good), e)
+	if err != nil {
+		t.Fatalf("readSnapshot: %v", err)
+	}
+	if got.Version != s.Version || got.Election != s.Election || !got.Taken.Equal(s.Taken) ||
+		len(got.Regions) != 1 || got.Regions[0].Chain.Seq != 1 || len(got.Audit) != 1 {
+		t.Errorf("readSnapshot() = %+v, want %+v", got, s)
+	}
+	if g, w := mustMarshal(t, gotTotals.State()), mustMarshal(t, totals.State()); !bytes.Equal(g, w) {
+		t.Errorf("totals read:\n%s\nwant\n%s", g, w)
+	}
+
+	for _, tc := range []struct{ name, in, want string }{
+		{"Truncated", good[:len(good)/2], "snapshot"},
+		{"DataAfter", good + `{}`, "data after the object"},
+		{"NotJSON", "garbage", "not a JSON object"},
+		{"UnknownField", strings.Replace(good, `"taken"`, `"took"`, 1), `unknown field "took"`},
+		{"TotalsFirst", `{"totals":{},"version":1}`, "totals before the version and election fields"},
+		{"OtherVersion", strings.Replace(good, `"version":1`, `"version":9`, 1), "version 9"},
+		{"OtherElection", strings.Replace(good, `"election":"`+e.ID+`"`, `"election":"other"`, 1), `is of election "other"`},
+		{"TotalsTampered", strings.Replace(good, `"dem":30`, `"dem":31`, 1), "its cells make"},
+		{"NoTotals", `{"version":1,"election":"` + e.ID + `"}`, "no totals"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := readSnapshot(strings.NewReader(tc.in), e)
+			if tally.ErrorCode(err) != tally.EINVALID || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("readSnapshot() error = %v, want EINVALID containing %q", err, tc.want)
+			}
+		})
+	}
+}
