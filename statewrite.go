@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"io"
+	"math"
 	"time"
 )
 
@@ -111,49 +112,107 @@ func (gc *groupCopy) appendCell(b []byte, cl *cell) []byte {
 }
 
 // nextCell decodes the next slot into cl, whose votes must have room for
-// gc.k, and reports whether it holds a cell.
+// gc.k, and reports whether it holds a cell. gc.data is the copy's own
+// encoding, so it is well formed.
 func (gc *groupCopy) nextCell(cl *cell, zones map[int]*time.Location) bool {
-	flags := gc.data[gc.pos]
-	gc.pos++
-	if flags&slotHas == 0 {
+	r := slotReader{b: gc.data, pos: gc.pos}
+	has := r.slot(cl, gc.extras, &gc.x, zones)
+	gc.pos = r.pos
+	return has
+}
+
+// slotReader decodes slots (appendCell) from b at pos; bad turns true at
+// the first malformed byte, after which it decodes zeros.
+type slotReader struct {
+	b   []byte
+	pos int
+	bad bool
+}
+
+func (r *slotReader) byte() byte {
+	if r.bad || r.pos >= len(r.b) {
+		r.bad = true
+		return 0
+	}
+	c := r.b[r.pos]
+	r.pos++
+	return c
+}
+
+func (r *slotReader) uv() uint64 {
+	if r.bad {
+		return 0
+	}
+	v, n := binary.Uvarint(r.b[r.pos:])
+	if n <= 0 {
+		r.bad = true
+		return 0
+	}
+	r.pos += n
+	return v
+}
+
+func (r *slotReader) sv() int64 {
+	if r.bad {
+		return 0
+	}
+	v, n := binary.Varint(r.b[r.pos:])
+	if n <= 0 {
+		r.bad = true
+		return 0
+	}
+	r.pos += n
+	return v
+}
+
+// slot decodes the next slot into cl, whose votes must have the group's
+// length, taking its maps from extras[*x] when it has any, and reports
+// whether it holds a cell.
+func (r *slotReader) slot(cl *cell, extras []cellExtra, x *int, zones map[int]*time.Location) bool {
+	flags := r.byte()
+	if flags&slotHas == 0 || r.bad {
 		return false
-	}
-	uv := func() uint64 {
-		v, n := binary.Uvarint(gc.data[gc.pos:])
-		gc.pos += n
-		return v
-	}
-	sv := func() int64 {
-		v, n := binary.Varint(gc.data[gc.pos:])
-		gc.pos += n
-		return v
 	}
 	cl.has, cl.complete = true, flags&slotComplete != 0
 	cl.other, cl.voteTypes = nil, nil
 	if flags&slotExtra != 0 {
-		x := gc.extras[gc.x]
-		gc.x++
-		cl.other, cl.voteTypes = x.other, x.voteTypes
+		if *x >= len(extras) {
+			r.bad = true
+			return false
+		}
+		cl.other, cl.voteTypes = extras[*x].other, extras[*x].voteTypes
+		*x++
 	}
-	cl.seq = uv()
-	idLen := int(uv())
-	cl.id = EventID(gc.data[gc.pos : gc.pos+idLen])
-	gc.pos += idLen
+	cl.seq = r.uv()
+	idLen := r.uv()
+	if r.bad || idLen > uint64(len(r.b)-r.pos) {
+		r.bad = true
+		return false
+	}
+	cl.id = EventID(r.b[r.pos : r.pos+int(idLen)])
+	r.pos += int(idLen)
 	for i := range cl.votes {
-		cl.votes[i] = sv()
+		cl.votes[i] = r.sv()
 	}
-	cl.ballotsCast = sv()
-	sec, nsec, off := sv(), int64(uv()), int(sv())
+	cl.ballotsCast = r.sv()
+	sec, nsec, off := r.sv(), r.uv(), r.sv()
+	if nsec >= 1e9 || off <= -24*3600 || off >= 24*3600 {
+		r.bad = true
+	}
 	loc := time.UTC
-	if off != 0 {
-		if loc = zones[off]; loc == nil {
-			loc = time.FixedZone("", off)
-			zones[off] = loc
+	if off != 0 && !r.bad {
+		if loc = zones[int(off)]; loc == nil {
+			loc = time.FixedZone("", int(off))
+			zones[int(off)] = loc
 		}
 	}
-	cl.reportedAt = time.Unix(sec, nsec).In(loc)
-	cl.reports, cl.corrections = int32(uv()), int32(uv())
-	return true
+	cl.reportedAt = time.Unix(sec, int64(nsec)).In(loc)
+	reports, corrections := r.uv(), r.uv()
+	if reports > math.MaxInt32 || corrections > math.MaxInt32 {
+		r.bad = true
+	}
+	cl.reports, cl.corrections = int32(reports), int32(corrections)
+	return !r.bad
 }
 
 // Cells returns how many cells the copy holds.

@@ -146,8 +146,10 @@ func BenchmarkTotalsCells(b *testing.B) {
 // JSON into a TotalsState, then RestoreTotals): its time per cell, the bytes it
 // allocates per cell and the live heap the decoded state holds per cell
 // before the Totals is rebuilt from it; then the same restore by
-// ReadTotals, a cell at a time, as a restart does: it holds no decoded
-// state; its time and the bytes it allocates per cell.
+// ReadTotals, a cell at a time: it holds no decoded state; its time and
+// the bytes it allocates per cell. Last the compact form (WriteCompact,
+// ReadTotalsCompact), which snapshots use: its bytes and times per cell,
+// and the bytes reading it allocates per cell.
 //
 //	go test -run '^$' -bench TotalsSnapshotJSON -benchtime 3x .
 func BenchmarkTotalsSnapshotJSON(b *testing.B) {
@@ -165,6 +167,7 @@ func BenchmarkTotalsSnapshotJSON(b *testing.B) {
 		}
 	}
 	var size, writeNS, restoreNS, alloc, stateHeap, readNS, readAlloc float64
+	var compactSize, compactWriteNS, compactReadNS, compactReadAlloc float64
 	for b.Loop() {
 		var buf bytes.Buffer
 		start := time.Now()
@@ -223,6 +226,32 @@ func BenchmarkTotalsSnapshotJSON(b *testing.B) {
 			b.Fatalf("read %d events, want %d", read.Events(), tt.Events())
 		}
 		readAlloc = float64(m1.TotalAlloc-m0.TotalAlloc) / cells
+
+		// The compact form, written and read a group at a time.
+		var cbuf bytes.Buffer
+		b.StartTimer()
+		start = time.Now()
+		if err := tt.Copy().WriteCompact(&cbuf); err != nil {
+			b.Fatal(err)
+		}
+		compactWriteNS = float64(time.Since(start).Nanoseconds()) / cells
+		compactSize = float64(cbuf.Len()) / cells
+		b.StopTimer()
+		runtime.GC()
+		runtime.ReadMemStats(&m0)
+		b.StartTimer()
+		start = time.Now()
+		cread, err := tally.ReadTotalsCompact(e, json.NewDecoder(&cbuf))
+		if err != nil {
+			b.Fatal(err)
+		}
+		compactReadNS = float64(time.Since(start).Nanoseconds()) / cells
+		b.StopTimer()
+		runtime.ReadMemStats(&m1)
+		if cread.Events() != tt.Events() {
+			b.Fatalf("read %d events, want %d", cread.Events(), tt.Events())
+		}
+		compactReadAlloc = float64(m1.TotalAlloc-m0.TotalAlloc) / cells
 		b.StartTimer()
 	}
 	b.ReportMetric(size, "json_bytes/cell")
@@ -232,4 +261,8 @@ func BenchmarkTotalsSnapshotJSON(b *testing.B) {
 	b.ReportMetric(stateHeap, "decoded_state_bytes/cell")
 	b.ReportMetric(readNS, "read_ns/cell")
 	b.ReportMetric(readAlloc, "read_alloc_bytes/cell")
+	b.ReportMetric(compactSize, "compact_bytes/cell")
+	b.ReportMetric(compactWriteNS, "compact_write_ns/cell")
+	b.ReportMetric(compactReadNS, "compact_read_ns/cell")
+	b.ReportMetric(compactReadAlloc, "compact_read_alloc_bytes/cell")
 }

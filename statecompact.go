@@ -1,0 +1,279 @@
+package tally
+
+import (
+	"bufio"
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"errors"
+	"hash/fnv"
+	"io"
+	"slices"
+	"time"
+)
+
+// The compact form of a TotalsState, for the reconciler's snapshots. A
+// national night's TotalsState is about 190 bytes of JSON per cell, a
+// gigabyte for the whole night, too much to write every few seconds under
+// load. The compact form writes each group of cells (a contest in a region,
+// see cellGroup) as the bytes a TotalsCopy already holds: a few dozen per
+// cell. Those bytes follow the election's ballots slot by slot, so each
+// group also names its contest, region and candidates, its slot count and
+// a hash of its slots' precinct ids: a snapshot of an election whose
+// ballots have changed since is refused, not misread.
+//
+// The form is one JSON object:
+//
+//	{"election":..., "events":..., "last_seq":{...},
+//	 "corrections":[{"precinct":..., "contest":..., "correction":{...}}, ...],
+//	 "contests":[ContestTallyState, ...],
+//	 "groups":[{"contest":..., "region":..., "candidates":[...], "slots":n,
+//	            "check":..., "data":"<base64>", "extras":[...]}, ...]}
+
+// compactTotals is the head of the compact form: all of it but the groups.
+type compactTotals struct {
+	Election    string              `json:"election"`
+	Events      uint64              `json:"events"`
+	LastSeq     map[RegionID]uint64 `json:"last_seq"`
+	Corrections []compactCorrection `json:"corrections"`
+	Contests    []ContestTallyState `json:"contests"`
+	Groups      []compactGroup      `json:"groups"`
+}
+
+// compactCorrection is the latest correction applied to a cell.
+type compactCorrection struct {
+	Precinct   PrecinctID  `json:"precinct"`
+	Contest    ContestID   `json:"contest"`
+	Correction *Correction `json:"correction"`
+}
+
+// compactGroup is one cell group: its slots encoded (appendCell) in Data,
+// and the maps of the cells that have any, in slot order, in Extras.
+type compactGroup struct {
+	Contest    ContestID      `json:"contest"`
+	Region     RegionID       `json:"region"`
+	Candidates []CandidateID  `json:"candidates"`
+	Slots      int            `json:"slots"`
+	Check      uint64         `json:"check"`
+	Data       []byte         `json:"data"`
+	Extras     []compactExtra `json:"extras,omitempty"`
+}
+
+type compactExtra struct {
+	Other     map[CandidateID]int64              `json:"other,omitempty"`
+	VoteTypes map[VoteType]map[CandidateID]int64 `json:"vote_types,omitempty"`
+}
+
+// slotsCheck hashes the precinct ids of a group's slots (indexes in
+// e.Precincts), in order.
+func slotsCheck(e *Election, slots []int32) uint64 {
+	h := fnv.New64a()
+	for _, pi := range slots {
+		h.Write([]byte(e.Precincts[pi].ID))
+		h.Write([]byte{0})
+	}
+	return h.Sum64()
+}
+
+// WriteCompact writes the copy in the compact form, a group at a time;
+// ReadTotalsCompact reads it back. A copy is written once.
+func (c *TotalsCopy) WriteCompact(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 64<<10)
+	head := compactTotals{Election: c.state.Election, Events: c.state.Events, LastSeq: c.state.LastSeq,
+		Contests: c.state.Contests, Corrections: []compactCorrection{}, Groups: []compactGroup{}}
+	idx := c.e.index()
+	for k, corr := range c.corr {
+		// Only the cells in groups are written, as WriteJSON does.
+		if pi := c.e.PrecinctIndex(k.p); pi >= 0 && idx.ballots[k.c] != nil {
+			if _, ok := slices.BinarySearch(idx.ballots[k.c][idx.regionNum[pi]], int32(pi)); ok {
+				head.Corrections = append(head.Corrections, compactCorrection{k.p, k.c, corr})
+			}
+		}
+	}
+	slices.SortFunc(head.Corrections, func(a, b compactCorrection) int {
+		return cmp.Or(cmp.Compare(a.Precinct, b.Precinct), cmp.Compare(a.Contest, b.Contest))
+	})
+	b, err := json.Marshal(&head)
+	if err != nil {
+		return err
+	}
+	const mark = `"groups":[]`
+	i := bytes.Index(b, []byte(mark))
+	if i < 0 {
+		return Errorf(EINTERNAL, "totals state: no groups field in %.40s", b)
+	}
+	bw.Write(b[:i+len(mark)-1])
+	first := true
+	for _, con := range c.e.Contests {
+		gs := c.groups[con.ID]
+		for ri := range gs {
+			gc := &gs[ri]
+			if gc.data == nil {
+				continue
+			}
+			g := compactGroup{Contest: con.ID, Region: c.e.Regions[ri].ID, Candidates: c.ci[con.ID].ids,
+				Slots: len(idx.ballots[con.ID][ri]), Check: slotsCheck(c.e, idx.ballots[con.ID][ri]), Data: gc.data}
+			for _, x := range gc.extras {
+				g.Extras = append(g.Extras, compactExtra{x.other, x.voteTypes})
+			}
+			gb, err := json.Marshal(&g)
+			if err != nil {
+				return err
+			}
+			if !first {
+				bw.WriteByte(',')
+			}
+			first = false
+			bw.Write(gb)
+		}
+	}
+	bw.Write(b[i+len(mark)-1:])
+	return bw.Flush()
+}
+
+// ReadTotalsCompact restores the totals of election e from the compact
+// form (WriteCompact) read from dec, a group at a time, with the checks of
+// RestoreTotals: the cells must be of e's precincts and contests, each
+// once, the sums those of the cells. It also refuses groups whose slots,
+// candidates or bytes do not match e's ballots. It reads one object and
+// leaves dec after it; its fields are those WriteCompact writes, each
+// once, with the groups after the others. Errors have code EINVALID and
+// say what is wrong.
+func ReadTotalsCompact(e *Election, dec *json.Decoder) (*Totals, error) {
+	bad := func(format string, args ...any) error {
+		return Errorf(EINVALID, "totals state: "+format, args...)
+	}
+	if err := readDelim(dec, '{'); err != nil {
+		return nil, bad("%v", err)
+	}
+	var head compactTotals
+	seen := map[string]bool{}
+	var rs *totalsRestorer
+	corr := map[cellKey]*Correction{}
+	idx := e.index()
+	zones := map[int]*time.Location{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, bad("%v", err)
+		}
+		key, _ := tok.(string) // object keys are strings
+		if seen[key] {
+			return nil, bad("field %q twice", key)
+		}
+		seen[key] = true
+		if rs != nil {
+			return nil, bad("field %q after the groups", key)
+		}
+		var v any
+		switch key {
+		case "election":
+			v = &head.Election
+		case "events":
+			v = &head.Events
+		case "last_seq":
+			v = &head.LastSeq
+		case "corrections":
+			v = &head.Corrections
+		case "contests":
+			v = &head.Contests
+		case "groups":
+			if !seen["election"] {
+				return nil, bad("groups before the election field")
+			}
+			if rs, err = newTotalsRestorer(e, head.Election, head.Events, head.LastSeq); err != nil {
+				return nil, err
+			}
+			for _, cc := range head.Corrections {
+				k := cellKey{cc.Precinct, cc.Contest}
+				if cc.Correction == nil || corr[k] != nil {
+					return nil, bad("correction of %s/%s: missing or listed twice", cc.Precinct, cc.Contest)
+				}
+				corr[k] = cc.Correction
+			}
+			err := readArray(dec, func() error {
+				var g compactGroup
+				if err := dec.Decode(&g); err != nil {
+					return bad("groups: %v", err)
+				}
+				return readGroup(e, idx, rs, &g, corr, zones)
+			})
+			if err != nil {
+				var ee *Error
+				if errors.As(err, &ee) {
+					return nil, err
+				}
+				return nil, bad("groups: %v", err)
+			}
+			continue
+		default:
+			return nil, bad("unknown field %q", key)
+		}
+		if err := dec.Decode(v); err != nil {
+			return nil, bad("%s: %v", key, err)
+		}
+	}
+	if err := readDelim(dec, '}'); err != nil {
+		return nil, bad("%v", err)
+	}
+	if rs == nil {
+		return nil, bad("no groups")
+	}
+	if len(corr) > 0 {
+		for k := range corr {
+			return nil, bad("correction of %s/%s: no such cell", k.p, k.c)
+		}
+	}
+	return rs.finish(head.Contests)
+}
+
+// readGroup restores the cells of one group, each through rs, taking each
+// one's correction out of corr.
+func readGroup(e *Election, idx *electionIndex, rs *totalsRestorer, g *compactGroup, corr map[cellKey]*Correction, zones map[int]*time.Location) error {
+	bad := func(format string, args ...any) error {
+		return Errorf(EINVALID, "totals state: group %s/%s: "+format, append([]any{g.Contest, g.Region}, args...)...)
+	}
+	con := e.Contest(g.Contest)
+	reg := e.Region(g.Region)
+	if con == nil || reg == nil {
+		return bad("not a contest and region of the election")
+	}
+	ri := slices.IndexFunc(e.Regions, func(r Region) bool { return r.ID == g.Region })
+	var slots []int32
+	if b := idx.ballots[g.Contest]; b != nil {
+		slots = b[ri]
+	}
+	if g.Slots != len(slots) || g.Check != slotsCheck(e, slots) {
+		return bad("its %d slots are not the election's %d precincts with the contest on their ballot", g.Slots, len(slots))
+	}
+	ci := rs.t.candIndex(g.Contest)
+	if !slices.Equal(g.Candidates, ci.ids) {
+		return bad("candidates %v, the election's are %v", g.Candidates, ci.ids)
+	}
+	extras := make([]cellExtra, len(g.Extras))
+	for i, x := range g.Extras {
+		extras[i] = cellExtra{x.Other, x.VoteTypes}
+	}
+	r := slotReader{b: g.Data}
+	x := 0
+	cl := cell{votes: make([]int64, len(ci.ids))}
+	for _, pi := range slots {
+		if !r.slot(&cl, extras, &x, zones) {
+			if r.bad {
+				return bad("data damaged at byte %d", r.pos)
+			}
+			continue
+		}
+		p := &e.Precincts[pi]
+		k := cellKey{p.ID, g.Contest}
+		cs := CellState{Precinct: p.ID, Contest: g.Contest, Cell: *cl.public(ci), Correction: corr[k]}
+		delete(corr, k)
+		if err := rs.cell(&cs); err != nil {
+			return err
+		}
+	}
+	if r.pos != len(g.Data) || x != len(extras) {
+		return bad("%d bytes and %d extras after its slots", len(g.Data)-r.pos, len(extras)-x)
+	}
+	return nil
+}
