@@ -36,17 +36,21 @@ import (
 // leaves an object whose digest does not match; Open then fails with
 // "read snapshot" and says so.
 
-// snapshotVersion is the version of the snapshot format.
-const snapshotVersion = 1
+// snapshotVersion is the version of the snapshot format this hub writes:
+// 2, whose totals are in their compact form (tally.TotalsCopy.WriteCompact).
+// It also reads version 1, whose totals are a tally.TotalsState in JSON.
+const snapshotVersion = 2
 
 // snapshot is what is saved.
 type snapshot struct {
-	Version  int                `json:"version"`
-	Election string             `json:"election"`
-	Taken    time.Time          `json:"taken"`
-	Totals   *tally.TotalsState `json:"totals"`
-	Regions  []regionSnapshot   `json:"regions"`
-	Audit    []auditMsg         `json:"audit,omitempty"`
+	Version  int       `json:"version"`
+	Election string    `json:"election"`
+	Taken    time.Time `json:"taken"`
+	// Totals is written and read apart, a group of cells at a time
+	// (writeSnapshot, readSnapshot): null here.
+	Totals  json.RawMessage  `json:"totals"`
+	Regions []regionSnapshot `json:"regions"`
+	Audit   []auditMsg       `json:"audit,omitempty"`
 }
 
 // regionSnapshot is one region's part of a snapshot.
@@ -75,9 +79,10 @@ func (r *Reconciler) takeLocked() (*snapshot, *tally.TotalsCopy) {
 	return s, r.totals.Copy()
 }
 
-// writeSnapshot writes s, with totals in its Totals' place, as JSON, the
-// totals a cell at a time: a national night's snapshot is hundreds of
-// megabytes, too much to build whole in memory beside the state itself.
+// writeSnapshot writes s, with totals in its Totals' place in their compact
+// form, a group of cells at a time: a national night's snapshot is more
+// than a hundred megabytes even so, too much to build whole in memory
+// beside the state itself.
 func writeSnapshot(w io.Writer, s *snapshot, totals *tally.TotalsCopy) error {
 	b, err := json.Marshal(s)
 	if err != nil {
@@ -91,7 +96,7 @@ func writeSnapshot(w io.Writer, s *snapshot, totals *tally.TotalsCopy) error {
 	if _, err := w.Write(b[:i+len(mark)-len("null")]); err != nil {
 		return err
 	}
-	if err := totals.WriteJSON(w); err != nil {
+	if err := totals.WriteCompact(w); err != nil {
 		return err
 	}
 	_, err = w.Write(b[i+len(mark):])
@@ -252,9 +257,10 @@ func (r *Reconciler) purgeOrphanChunks(ctx context.Context, keep string) error {
 // snapshotWhere names the snapshot object in errors.
 var snapshotWhere = fmt.Sprintf("snapshot %s/%s", tally.SnapshotBucket, tally.SnapshotObject)
 
-// readSnapshot reads a snapshot from rd, its totals a cell at a time
-// (tally.ReadTotals): a national night's snapshot is a gigabyte of JSON,
-// too much to hold whole and decode at once beside the state it makes. Its
+// readSnapshot reads a snapshot from rd, its totals a group of cells at a
+// time (tally.ReadTotalsCompact; a cell at a time, tally.ReadTotals, for
+// version 1): a national night's snapshot is too much to hold whole and
+// decode at once beside the state it makes. Its
 // fields come in the order writeSnapshot writes them, version and election
 // first, each once; it reads rd to its end, where the object store checks
 // the object's digest. Errors have code EINVALID and name the snapshot.
@@ -298,7 +304,11 @@ func readSnapshot(rd io.Reader, e *tally.Election) (*snapshot, *tally.Totals, er
 			if err := checkSnapshotHead(&s, e); err != nil {
 				return nil, nil, err
 			}
-			if totals, err = tally.ReadTotals(e, dec); err != nil {
+			read := tally.ReadTotalsCompact
+			if s.Version == 1 {
+				read = tally.ReadTotals
+			}
+			if totals, err = read(e, dec); err != nil {
 				return nil, nil, bad("%s", tally.ErrorMessage(err))
 			}
 			continue
@@ -332,8 +342,8 @@ func readSnapshot(rd io.Reader, e *tally.Election) (*snapshot, *tally.Totals, er
 // e.
 func checkSnapshotHead(s *snapshot, e *tally.Election) error {
 	switch {
-	case s.Version != snapshotVersion:
-		return tally.Errorf(tally.EINVALID, "%s: version %d, this hub reads %d", snapshotWhere, s.Version, snapshotVersion)
+	case s.Version != 1 && s.Version != snapshotVersion:
+		return tally.Errorf(tally.EINVALID, "%s: version %d, this hub reads 1 and %d", snapshotWhere, s.Version, snapshotVersion)
 	case s.Election != e.ID:
 		return tally.Errorf(tally.EINVALID, "%s: is of election %q, not %q: use another store, or remove the bucket to start afresh", snapshotWhere, s.Election, e.ID)
 	}

@@ -330,11 +330,11 @@ func TestSnapshotInterval(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		var s snapshot
-		if err := json.Unmarshal(b, &s); err != nil {
+		_, totals, err := readSnapshot(bytes.NewReader(b), e)
+		if err != nil {
 			return err
 		}
-		if got := s.Totals.LastSeq["r1"]; got != seq {
+		if got := totals.LastSeq("r1"); got != seq {
 			return fmt.Errorf("snapshot at seq %d", got)
 		}
 		info, err := r.obs.GetInfo(context.Background(), tally.SnapshotObject)
@@ -407,9 +407,9 @@ func TestHubKilledRepeatedly(t *testing.T) {
 	}
 }
 
-// readSnapshot reads back what writeSnapshot writes, and refuses a
-// snapshot it cannot read a field at a time, a damaged one and one of
-// another version.
+// readSnapshot reads back what writeSnapshot writes, and what a hub
+// wrote before (version 1), and refuses a snapshot it cannot read a field
+// at a time, a damaged one and one of another version.
 func TestReadSnapshot(t *testing.T) {
 	e := testElection(t)
 	totals := tally.NewTotals(e)
@@ -440,13 +440,33 @@ func TestReadSnapshot(t *testing.T) {
 		t.Errorf("totals read:\n%s\nwant\n%s", g, w)
 	}
 
+	// Version 1, whose totals are a TotalsState in JSON, is read too.
+	var tj bytes.Buffer
+	if err := totals.Copy().WriteJSON(&tj); err != nil {
+		t.Fatal(err)
+	}
+	old := *s
+	old.Version, old.Totals = 1, tj.Bytes()
+	v1 := string(mustMarshal(t, &old))
+	got1, got1Totals, err := readSnapshot(strings.NewReader(v1), e)
+	if err != nil {
+		t.Fatalf("readSnapshot(version 1): %v", err)
+	}
+	if got1.Version != 1 || len(got1.Regions) != 1 {
+		t.Errorf("readSnapshot(version 1) = %+v", got1)
+	}
+	if g, w := mustMarshal(t, got1Totals.State()), mustMarshal(t, totals.State()); !bytes.Equal(g, w) {
+		t.Errorf("version 1 totals read:\n%s\nwant\n%s", g, w)
+	}
+
 	for _, tc := range []struct{ name, in, want string }{
 		{"Truncated", good[:len(good)/2], "snapshot"},
 		{"DataAfter", good + `{}`, "data after the object"},
 		{"NotJSON", "garbage", "not a JSON object"},
 		{"UnknownField", strings.Replace(good, `"taken"`, `"took"`, 1), `unknown field "took"`},
 		{"TotalsFirst", `{"totals":{},"version":1}`, "totals before the version and election fields"},
-		{"OtherVersion", strings.Replace(good, `"version":1`, `"version":9`, 1), "version 9"},
+		{"OtherVersion", strings.Replace(good, `"version":2`, `"version":9`, 1), "version 9"},
+		{"V1TotalsInV2", strings.Replace(v1, `"version":1`, `"version":2`, 1), `unknown field "cells"`},
 		{"OtherElection", strings.Replace(good, `"election":"`+e.ID+`"`, `"election":"other"`, 1), `is of election "other"`},
 		{"TotalsTampered", strings.Replace(good, `"dem":30`, `"dem":31`, 1), "its cells make"},
 		{"NoTotals", `{"version":1,"election":"` + e.ID + `"}`, "no totals"},
