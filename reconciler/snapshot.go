@@ -33,8 +33,8 @@ import (
 // orphan chunks are purged at the next Open (purgeOrphanChunks). One case
 // is not atomic: Put publishes chunks and meta asynchronously, so a chunk
 // the server refuses (a full disk) followed by a meta message it stores
-// leaves an object whose digest does not match; Open then fails with
-// "read snapshot" and says so.
+// leaves an object whose digest does not match; Open then fails, naming the
+// snapshot and the digest mismatch the object store reports at its end.
 
 // snapshotVersion is the version of the snapshot format this hub writes:
 // 2, whose totals are in their compact form (tally.TotalsCopy.WriteCompact).
@@ -143,7 +143,13 @@ func (r *Reconciler) saveSnapshot(ctx context.Context) error {
 	r.mu.Lock()
 	r.savedGen = gen
 	r.mu.Unlock()
-	r.log.Debug().Uint64("bytes", info.Size).Int("cells", totals.Cells()).Int64("duration_ms", time.Since(start).Milliseconds()).Msg("snapshot saved")
+	// A save of a second or more is worth an operator's notice: it is what
+	// a large state under load costs, and it spaces the saves (snapshotBudget).
+	ev := r.log.Debug()
+	if took := time.Since(start); took >= time.Second {
+		ev = r.log.Info()
+	}
+	ev.Uint64("bytes", info.Size).Int("cells", totals.Cells()).Int64("duration_ms", time.Since(start).Milliseconds()).Msg("snapshot saved")
 	return nil
 }
 
@@ -260,10 +266,10 @@ var snapshotWhere = fmt.Sprintf("snapshot %s/%s", tally.SnapshotBucket, tally.Sn
 // readSnapshot reads a snapshot from rd, its totals a group of cells at a
 // time (tally.ReadTotalsCompact; a cell at a time, tally.ReadTotals, for
 // version 1): a national night's snapshot is too much to hold whole and
-// decode at once beside the state it makes. Its
-// fields come in the order writeSnapshot writes them, version and election
-// first, each once; it reads rd to its end, where the object store checks
-// the object's digest. Errors have code EINVALID and name the snapshot.
+// decode at once beside the state it makes. Its fields come in the order
+// writeSnapshot writes them, version and election first, each once; it
+// reads rd to its end, where the object store checks the object's digest.
+// Errors have code EINVALID and name the snapshot.
 func readSnapshot(rd io.Reader, e *tally.Election) (*snapshot, *tally.Totals, error) {
 	bad := func(format string, args ...any) error {
 		return tally.Errorf(tally.EINVALID, "%s: "+format, append([]any{snapshotWhere}, args...)...)
