@@ -2,8 +2,6 @@ package tally
 
 import (
 	"encoding/json"
-	"errors"
-	"fmt"
 	"slices"
 	"time"
 )
@@ -358,119 +356,49 @@ func copyVotes(m map[CandidateID]int64) map[CandidateID]int64 {
 // What it accepts, json.Unmarshal and RestoreTotals accept too, with the
 // same result. Errors have code EINVALID and say what is wrong.
 func ReadTotals(e *Election, dec *json.Decoder) (*Totals, error) {
-	bad := func(format string, args ...any) error {
-		return Errorf(EINVALID, "totals state: "+format, args...)
-	}
-	if err := readDelim(dec, '{'); err != nil {
-		return nil, bad("%v", err)
-	}
+	const what = "totals state"
 	var (
-		head     TotalsState
-		seen     = map[string]bool{}
-		rs       *totalsRestorer
-		contests []ContestTallyState
+		head        TotalsState
+		sawElection bool
+		rs          *totalsRestorer
+		contests    []ContestTallyState
 	)
-	restorer := func() (*totalsRestorer, error) {
-		if rs == nil {
-			var err error
-			if rs, err = newTotalsRestorer(e, head.Election, head.Events, head.LastSeq); err != nil {
-				return nil, err
-			}
-		}
-		return rs, nil
-	}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, bad("%v", err)
-		}
-		key, _ := tok.(string) // object keys are strings
-		if seen[key] {
-			return nil, bad("field %q twice", key)
-		}
-		seen[key] = true
+	err := DecodeFields(dec, what, func(key string) error {
 		switch key {
 		case "election", "events", "last_seq":
 			if rs != nil {
-				return nil, bad("field %q after the cells", key)
+				return Errorf(EINVALID, "%s: field %q after the cells", what, key)
 			}
-			var v any = &head.Election
-			if key == "events" {
-				v = &head.Events
-			} else if key == "last_seq" {
-				v = &head.LastSeq
-			}
-			if err := dec.Decode(v); err != nil {
-				return nil, bad("%s: %v", key, err)
-			}
+			sawElection = sawElection || key == "election"
+			v := map[string]any{"election": &head.Election, "events": &head.Events, "last_seq": &head.LastSeq}[key]
+			return decodeField(dec, what, key, v)
 		case "cells":
-			if !seen["election"] {
-				return nil, bad("cells before the election field")
+			if !sawElection {
+				return Errorf(EINVALID, "%s: cells before the election field", what)
 			}
-			r, err := restorer()
-			if err != nil {
-				return nil, err
+			var err error
+			if rs, err = newTotalsRestorer(e, head.Election, head.Events, head.LastSeq); err != nil {
+				return err
 			}
-			if err := readArray(dec, func() error {
+			return readArray(dec, what+": cells", func() error {
 				var cs CellState
-				if err := dec.Decode(&cs); err != nil {
-					return bad("cells: %v", err)
+				if err := decodeField(dec, what, "cells", &cs); err != nil {
+					return err
 				}
-				return r.cell(&cs)
-			}); err != nil {
-				var ee *Error
-				if errors.As(err, &ee) {
-					return nil, err
-				}
-				return nil, bad("cells: %v", err)
-			}
+				return rs.cell(&cs)
+			})
 		case "contests":
-			if err := dec.Decode(&contests); err != nil {
-				return nil, bad("contests: %v", err)
-			}
-		default:
-			return nil, bad("unknown field %q", key)
+			return decodeField(dec, what, key, &contests)
 		}
-	}
-	if err := readDelim(dec, '}'); err != nil {
-		return nil, bad("%v", err)
-	}
-	r, err := restorer()
+		return Errorf(EINVALID, "%s: unknown field %q", what, key)
+	})
 	if err != nil {
 		return nil, err
 	}
-	return r.finish(contests)
-}
-
-// readDelim reads the token d from dec.
-func readDelim(dec *json.Decoder, d json.Delim) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	if tok != d {
-		return fmt.Errorf("want %q, got %v", d, tok)
-	}
-	return nil
-}
-
-// readArray reads a JSON array, or null, from dec, calling each for every
-// element with dec before it.
-func readArray(dec *json.Decoder, each func() error) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	if tok == nil {
-		return nil // null
-	}
-	if tok != json.Delim('[') {
-		return fmt.Errorf("want an array, got %v", tok)
-	}
-	for dec.More() {
-		if err := each(); err != nil {
-			return err
+	if rs == nil {
+		if rs, err = newTotalsRestorer(e, head.Election, head.Events, head.LastSeq); err != nil {
+			return nil, err
 		}
 	}
-	return readDelim(dec, ']')
+	return rs.finish(contests)
 }

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/json"
-	"errors"
 	"hash/fnv"
 	"io"
 	"slices"
@@ -140,35 +139,21 @@ func (c *TotalsCopy) WriteCompact(w io.Writer) error {
 // once, with the groups after the others. Errors have code EINVALID and
 // say what is wrong.
 func ReadTotalsCompact(e *Election, dec *json.Decoder) (*Totals, error) {
-	bad := func(format string, args ...any) error {
-		return Errorf(EINVALID, "totals state: "+format, args...)
-	}
-	if err := readDelim(dec, '{'); err != nil {
-		return nil, bad("%v", err)
-	}
+	const what = "totals state"
 	var head compactTotals
-	seen := map[string]bool{}
+	var sawElection bool
 	var rs *totalsRestorer
 	corr := map[cellKey]*Correction{}
 	idx := e.index()
 	zones := map[int]*time.Location{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, bad("%v", err)
-		}
-		key, _ := tok.(string) // object keys are strings
-		if seen[key] {
-			return nil, bad("field %q twice", key)
-		}
-		seen[key] = true
+	err := DecodeFields(dec, what, func(key string) error {
 		if rs != nil {
-			return nil, bad("field %q after the groups", key)
+			return Errorf(EINVALID, "%s: field %q after the groups", what, key)
 		}
 		var v any
 		switch key {
 		case "election":
-			v = &head.Election
+			sawElection, v = true, &head.Election
 		case "events":
 			v = &head.Events
 		case "last_seq":
@@ -178,51 +163,40 @@ func ReadTotalsCompact(e *Election, dec *json.Decoder) (*Totals, error) {
 		case "contests":
 			v = &head.Contests
 		case "groups":
-			if !seen["election"] {
-				return nil, bad("groups before the election field")
+			if !sawElection {
+				return Errorf(EINVALID, "%s: groups before the election field", what)
 			}
+			var err error
 			if rs, err = newTotalsRestorer(e, head.Election, head.Events, head.LastSeq); err != nil {
-				return nil, err
+				return err
 			}
 			for _, cc := range head.Corrections {
 				k := cellKey{cc.Precinct, cc.Contest}
 				if cc.Correction == nil || corr[k] != nil {
-					return nil, bad("correction of %s/%s: missing or listed twice", cc.Precinct, cc.Contest)
+					return Errorf(EINVALID, "%s: correction of %s/%s: missing or listed twice", what, cc.Precinct, cc.Contest)
 				}
 				corr[k] = cc.Correction
 			}
-			err := readArray(dec, func() error {
+			return readArray(dec, what+": groups", func() error {
 				var g compactGroup
-				if err := dec.Decode(&g); err != nil {
-					return bad("groups: %v", err)
+				if err := decodeField(dec, what, "groups", &g); err != nil {
+					return err
 				}
 				return readGroup(e, idx, rs, &g, corr, zones)
 			})
-			if err != nil {
-				var ee *Error
-				if errors.As(err, &ee) {
-					return nil, err
-				}
-				return nil, bad("groups: %v", err)
-			}
-			continue
 		default:
-			return nil, bad("unknown field %q", key)
+			return Errorf(EINVALID, "%s: unknown field %q", what, key)
 		}
-		if err := dec.Decode(v); err != nil {
-			return nil, bad("%s: %v", key, err)
-		}
-	}
-	if err := readDelim(dec, '}'); err != nil {
-		return nil, bad("%v", err)
+		return decodeField(dec, what, key, v)
+	})
+	if err != nil {
+		return nil, err
 	}
 	if rs == nil {
-		return nil, bad("no groups")
+		return nil, Errorf(EINVALID, "%s: no groups", what)
 	}
-	if len(corr) > 0 {
-		for k := range corr {
-			return nil, bad("correction of %s/%s: no such cell", k.p, k.c)
-		}
+	for k := range corr {
+		return nil, Errorf(EINVALID, "%s: correction of %s/%s: no such cell", what, k.p, k.c)
 	}
 	return rs.finish(head.Contests)
 }

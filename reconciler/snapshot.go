@@ -275,28 +275,16 @@ func readSnapshot(rd io.Reader, e *tally.Election) (*snapshot, *tally.Totals, er
 		return tally.Errorf(tally.EINVALID, "%s: "+format, append([]any{snapshotWhere}, args...)...)
 	}
 	dec := json.NewDecoder(rd)
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, nil, bad("not a JSON object (%v)", err)
-	}
 	var s snapshot
 	var totals *tally.Totals
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, nil, bad("%v", err)
-		}
-		key, _ := tok.(string) // object keys are strings
-		if seen[key] {
-			return nil, nil, bad("field %q twice", key)
-		}
-		seen[key] = true
+	var sawVersion, sawElection bool
+	err := tally.DecodeFields(dec, snapshotWhere, func(key string) error {
 		var v any
 		switch key {
 		case "version":
-			v = &s.Version
+			sawVersion, v = true, &s.Version
 		case "election":
-			v = &s.Election
+			sawElection, v = true, &s.Election
 		case "taken":
 			v = &s.Taken
 		case "regions":
@@ -304,29 +292,31 @@ func readSnapshot(rd io.Reader, e *tally.Election) (*snapshot, *tally.Totals, er
 		case "audit":
 			v = &s.Audit
 		case "totals":
-			if !seen["version"] || !seen["election"] {
-				return nil, nil, bad("totals before the version and election fields")
+			if !sawVersion || !sawElection {
+				return bad("totals before the version and election fields")
 			}
 			if err := checkSnapshotHead(&s, e); err != nil {
-				return nil, nil, err
+				return err
 			}
 			read := tally.ReadTotalsCompact
 			if s.Version == 1 {
 				read = tally.ReadTotals
 			}
+			var err error
 			if totals, err = read(e, dec); err != nil {
-				return nil, nil, bad("%s", tally.ErrorMessage(err))
+				return bad("%s", tally.ErrorMessage(err))
 			}
-			continue
+			return nil
 		default:
-			return nil, nil, bad("unknown field %q", key)
+			return bad("unknown field %q", key)
 		}
 		if err := dec.Decode(v); err != nil {
-			return nil, nil, bad("%s: %v", key, err)
+			return bad("%s: %v", key, err)
 		}
-	}
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
-		return nil, nil, bad("object not closed (%v)", err)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	// The end of the object: reading it checks the digest.
 	if _, err := dec.Token(); err != io.EOF {

@@ -462,7 +462,7 @@ func TestReadSnapshot(t *testing.T) {
 	for _, tc := range []struct{ name, in, want string }{
 		{"Truncated", good[:len(good)/2], "snapshot"},
 		{"DataAfter", good + `{}`, "data after the object"},
-		{"NotJSON", "garbage", "not a JSON object"},
+		{"NotJSON", "garbage", "invalid character"},
 		{"UnknownField", strings.Replace(good, `"taken"`, `"took"`, 1), `unknown field "took"`},
 		{"TotalsFirst", `{"totals":{},"version":1}`, "totals before the version and election fields"},
 		{"OtherVersion", strings.Replace(good, `"version":2`, `"version":9`, 1), "version 9"},
