@@ -1,14 +1,42 @@
 package tally
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 )
 
-// Reading a large JSON object a part at a time: the snapshot readers
-// (ReadTotals, ReadTotalsCompact, the reconciler's) hold one cell or one
-// group of cells at a time, never the whole object.
+// Reading and writing a large JSON object a part at a time: the snapshot
+// readers (ReadTotals, ReadTotalsCompact, the reconciler's) and writers
+// (TotalsCopy.WriteJSON and WriteCompact, the reconciler's) hold one cell
+// or one group of cells at a time, never the whole object.
+
+// WriteJSONWith writes v as JSON to w, except the value of its field name,
+// which v holds as placeholder (null, [] or {}) and fill writes instead,
+// a part at a time. Errors of w may show only at its end (a bufio.Writer).
+func WriteJSONWith(w io.Writer, v any, name, placeholder string, fill func() error) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	// A key in a JSON string has its quotes escaped, so the first match
+	// is the field itself.
+	mark := `"` + name + `":` + placeholder
+	i := bytes.Index(b, []byte(mark))
+	if i < 0 {
+		return Errorf(EINTERNAL, "no field %s in %.60s", mark, b)
+	}
+	if _, err := w.Write(b[:i+len(mark)-len(placeholder)]); err != nil {
+		return err
+	}
+	if err := fill(); err != nil {
+		return err
+	}
+	_, err = w.Write(b[i+len(mark):])
+	return err
+}
 
 // DecodeFields reads one JSON object from dec a field at a time: it calls
 // field with each key, dec before the key's value, which field must read

@@ -2,7 +2,6 @@ package tally
 
 import (
 	"bufio"
-	"bytes"
 	"cmp"
 	"encoding/json"
 	"hash/fnv"
@@ -92,16 +91,17 @@ func (c *TotalsCopy) WriteCompact(w io.Writer) error {
 	slices.SortFunc(head.Corrections, func(a, b compactCorrection) int {
 		return cmp.Or(cmp.Compare(a.Precinct, b.Precinct), cmp.Compare(a.Contest, b.Contest))
 	})
-	b, err := json.Marshal(&head)
-	if err != nil {
+	if err := WriteJSONWith(bw, &head, "groups", "[]", func() error { return c.writeGroups(bw) }); err != nil {
 		return err
 	}
-	const mark = `"groups":[]`
-	i := bytes.Index(b, []byte(mark))
-	if i < 0 {
-		return Errorf(EINTERNAL, "totals state: no groups field in %.40s", b)
-	}
-	bw.Write(b[:i+len(mark)-1])
+	return bw.Flush()
+}
+
+// writeGroups writes the copy's cell groups as a JSON array, for
+// WriteCompact.
+func (c *TotalsCopy) writeGroups(bw *bufio.Writer) error {
+	idx := c.e.index()
+	bw.WriteByte('[')
 	first := true
 	for _, con := range c.e.Contests {
 		gs := c.groups[con.ID]
@@ -126,8 +126,7 @@ func (c *TotalsCopy) WriteCompact(w io.Writer) error {
 			bw.Write(gb)
 		}
 	}
-	bw.Write(b[i+len(mark)-1:])
-	return bw.Flush()
+	return bw.WriteByte(']')
 }
 
 // ReadTotalsCompact restores the totals of election e from the compact

@@ -225,18 +225,15 @@ func (c *TotalsCopy) WriteJSON(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	head := c.state
 	head.Cells = []CellState{}
-	b, err := json.Marshal(&head)
-	if err != nil {
+	if err := WriteJSONWith(bw, &head, "cells", "[]", func() error { return c.writeCells(bw) }); err != nil {
 		return err
 	}
-	// b is {...,"cells":[],"contests":...}: the cells go between the
-	// brackets.
-	const mark = `"cells":[]`
-	i := bytes.Index(b, []byte(mark))
-	if i < 0 {
-		return Errorf(EINTERNAL, "totals state: no cells field in %.40s", b)
-	}
-	bw.Write(b[:i+len(mark)-1])
+	return bw.Flush()
+}
+
+// writeCells writes the copy's cells as a JSON array, for WriteJSON.
+func (c *TotalsCopy) writeCells(bw *bufio.Writer) error {
+	bw.WriteByte('[')
 	// In election order, as State: precincts, then each one's contests.
 	// A group's slots come in that order too, so each group's data is
 	// read from start to end.
@@ -274,6 +271,5 @@ func (c *TotalsCopy) WriteJSON(w io.Writer) error {
 			bw.Write(cb)
 		}
 	}
-	bw.Write(b[i+len(mark)-1:])
-	return bw.Flush()
+	return bw.WriteByte(']')
 }

@@ -1,7 +1,6 @@
 package reconciler
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -84,23 +83,7 @@ func (r *Reconciler) takeLocked() (*snapshot, *tally.TotalsCopy) {
 // than a hundred megabytes even so, too much to build whole in memory
 // beside the state itself.
 func writeSnapshot(w io.Writer, s *snapshot, totals *tally.TotalsCopy) error {
-	b, err := json.Marshal(s)
-	if err != nil {
-		return err
-	}
-	const mark = `"totals":null`
-	i := bytes.Index(b, []byte(mark))
-	if i < 0 {
-		return fmt.Errorf("snapshot: no totals field in %.60s", b)
-	}
-	if _, err := w.Write(b[:i+len(mark)-len("null")]); err != nil {
-		return err
-	}
-	if err := totals.WriteCompact(w); err != nil {
-		return err
-	}
-	_, err = w.Write(b[i+len(mark):])
-	return err
+	return tally.WriteJSONWith(w, s, "totals", "null", func() error { return totals.WriteCompact(w) })
 }
 
 func copyEvent(ev *tally.CheckpointEvent) *tally.CheckpointEvent {

@@ -914,10 +914,9 @@ func (m *BenchMain) run(ctx context.Context) (*benchReport, error) {
 		if err != nil {
 			return rep, err
 		}
-		readRate += float64(r.requests) / r.elapsed.Seconds() / readRounds
-		blRead += float64(b.requests) / b.elapsed.Seconds() / readRounds
-		gw.requests, gw.elapsed, gw.serverCPU = gw.requests+r.requests, gw.elapsed+r.elapsed, gw.serverCPU+r.serverCPU
-		base.requests, base.elapsed, base.serverCPU = base.requests+b.requests, base.elapsed+b.elapsed, base.serverCPU+b.serverCPU
+		readRate, blRead = readRate+r.rate()/readRounds, blRead+b.rate()/readRounds
+		gw.add(r)
+		base.add(b)
 		hubIdle, idleFor = hubIdle+h1-h0, idleFor+time.Since(t0)
 	}
 	rep.add("reads", readRate, "req/s", blRead, "minimal net/http handler, same bytes", readRate/blRead, ">= 0.95", ptr(readRate/blRead >= 0.95),

@@ -196,6 +196,14 @@ type readTurn struct {
 	serverCPU time.Duration
 }
 
+// add adds o's counts and times to t.
+func (t *readTurn) add(o readTurn) {
+	t.requests, t.elapsed, t.serverCPU = t.requests+o.requests, t.elapsed+o.elapsed, t.serverCPU+o.serverCPU
+}
+
+// rate is t's requests per second.
+func (t readTurn) rate() float64 { return float64(t.requests) / t.elapsed.Seconds() }
+
 // readLoad measures GET requests on u with n keep-alive clients for d, and
 // the CPU time process pid (the server) used meanwhile.
 func readLoad(ctx context.Context, u string, n int, d time.Duration, pid int) (readTurn, error) {
