@@ -20,6 +20,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,7 @@ type benchOptions struct {
 	Sync                                  string // the regions' nats.sync
 	JSON, Quick, Postgres, Keep           bool
 	Profile                               string // directory for the hub's and regions' CPU and heap profiles
+	HubMemoryLimit                        string // GOMEMLIMIT of the hub process; empty = none
 }
 
 func defaultBenchOptions() benchOptions {
@@ -117,6 +119,7 @@ func (m *BenchMain) ParseFlags(args []string, _ func(string) string) error {
 	fs.BoolVar(&o.Quick, "quick", false, "a small election that runs in seconds (CI); size flags still apply")
 	fs.BoolVar(&o.Postgres, "postgres", false, "also run the PostgreSQL comparison on the same reports")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the stores and logs (the temporary directory is printed)")
+	fs.StringVar(&o.HubMemoryLimit, "hub-memory-limit", "", "run the hub with this GOMEMLIMIT (Go's soft memory limit, for example 3GiB); none when empty")
 	fs.StringVar(&o.Profile, "profile", "", "write CPU profiles (one per phase: <role>.cpu.<n>-<phase>.pprof) and heap profiles of the hub and the regions into this directory")
 	fs.BoolVar(&m.serve, "serve-baseline", false, "(internal) serve the minimal HTTP baselines")
 	fs.StringVar(&m.profileRole, "profile-child", "", "(internal) run hub or region with profiling")
@@ -161,6 +164,11 @@ func (m *BenchMain) ParseFlags(args []string, _ func(string) string) error {
 	}
 	if _, err := parseSync(o.Sync); err != nil {
 		return fmt.Errorf("--sync: %v", err)
+	}
+	if o.HubMemoryLimit != "" {
+		if _, err := parseMemoryLimit(o.HubMemoryLimit); err != nil {
+			return fmt.Errorf("--hub-memory-limit: %v", err)
+		}
 	}
 	return nil
 }
@@ -363,7 +371,9 @@ type benchSetup struct {
 	Backlog     int     `json:"backlog"`
 	FileLimit   uint64  `json:"open_files_limit"`
 	RegionSync  string  `json:"region_sync"`
-	Processes   string  `json:"processes"`
+	// HubMemoryLimit is the hub's GOMEMLIMIT, when --hub-memory-limit set one.
+	HubMemoryLimit string `json:"hub_memory_limit,omitempty"`
+	Processes      string `json:"processes"`
 }
 
 // benchRow is one measurement: Tally's figure, the baseline's, and their
@@ -527,7 +537,7 @@ func (m *BenchMain) run(ctx context.Context) (*benchReport, error) {
 		procs = strings.Replace(procs, "(tally hub, tally region;", "(tally bench --profile-child hub|region, the same HubMain and RegionMain with pprof;", 1)
 	}
 	rep.Setup = benchSetup{Precincts: o.Precincts, Contests: o.Contests, Regions: o.Regions, Reports: o.Reports, Corrections: o.Corrections,
-		Retries: o.Retries, Events: events, Viewers: o.Viewers, Backlog: o.Backlog, FileLimit: limit, RegionSync: o.Sync, Processes: procs}
+		Retries: o.Retries, Events: events, Viewers: o.Viewers, Backlog: o.Backlog, FileLimit: limit, RegionSync: o.Sync, HubMemoryLimit: o.HubMemoryLimit, Processes: procs}
 	if o.Sync != "always" {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("regions run with nats.sync %q (background fsync), not the default \"always\" (an fsync per report, about 3,000 reports/s per region)", o.Sync))
 	}
@@ -568,9 +578,12 @@ func (m *BenchMain) run(ctx context.Context) (*benchReport, error) {
 			return rep, err
 		}
 	}
-	hub, err := startHub(ctx, exe, dir, electionFile, leafFile, o.Profile)
+	hub, err := startHub(ctx, exe, dir, electionFile, leafFile, o.Profile, o.HubMemoryLimit)
 	if err != nil {
 		return rep, err
+	}
+	if o.HubMemoryLimit != "" {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("the hub runs with GOMEMLIMIT=%s, Go's soft memory limit: its collector runs more often as the heap nears it (the hub logged memory_limit %d)", o.HubMemoryLimit, hub.memoryLimit))
 	}
 	var regions []*regionProc
 	var bl *baselineProc
@@ -1102,4 +1115,26 @@ func regionLastSeq(ctx context.Context, natsURL, password string) (uint64, error
 		return 0, err
 	}
 	return info.State.LastSeq, nil
+}
+
+// parseMemoryLimit reads a GOMEMLIMIT value as the Go runtime does: a
+// positive whole number of bytes with an optional unit (B, KiB, MiB, GiB,
+// TiB). The runtime refuses to start on a malformed one, so the bench
+// checks it first.
+func parseMemoryLimit(s string) (int64, error) {
+	num, mult := s, int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			num, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("want a positive size such as 3GiB or 3221225472 (units B, KiB, MiB, GiB, TiB), got %q", s)
+	}
+	return n * mult, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,6 +35,23 @@ func TestBenchEncoding(t *testing.T) {
 	}
 }
 
+func TestParseMemoryLimit(t *testing.T) {
+	for in, want := range map[string]int64{"3GiB": 3 << 30, "512MiB": 512 << 20, "64KiB": 64 << 10, "1TiB": 1 << 40, "1000B": 1000, "1000": 1000} {
+		if got, err := parseMemoryLimit(in); err != nil || got != want {
+			t.Errorf("parseMemoryLimit(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "0", "-1GiB", "3GB", "3 GiB", "1.5GiB", "GiB", "off", "99999999999TiB"} {
+		if got, err := parseMemoryLimit(in); err == nil {
+			t.Errorf("parseMemoryLimit(%q) = %d; want an error", in, got)
+		}
+	}
+	m := NewBenchMain(io.Discard, io.Discard)
+	if err := m.ParseFlags([]string{"--hub-memory-limit", "3GB"}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "--hub-memory-limit") {
+		t.Errorf("--hub-memory-limit 3GB: %v; want an error naming the flag", err)
+	}
+}
+
 // TestBenchCommand runs `tally bench --quick` (the hub, the regions and the
 // baseline server as child processes of the built binary) and checks that
 // every row of the table has positive figures, and that --json parses.
@@ -48,7 +66,7 @@ func TestBenchCommand(t *testing.T) {
 	m := NewBenchMain(&out, &logs)
 	m.Exe = exe
 	profiles := t.TempDir()
-	if err := m.ParseFlags([]string{"--quick", "--json", "--viewers", "100", "--backlog", "2000", "--profile", profiles}, func(string) string { return "" }); err != nil {
+	if err := m.ParseFlags([]string{"--quick", "--json", "--viewers", "100", "--backlog", "2000", "--profile", profiles, "--hub-memory-limit", "1GiB"}, func(string) string { return "" }); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Run(ctx); err != nil {
@@ -78,6 +96,13 @@ func TestBenchCommand(t *testing.T) {
 	}
 	if rep.Machine.Cores <= 0 || rep.Machine.Go == "" {
 		t.Errorf("machine = %+v", rep.Machine)
+	}
+	// --hub-memory-limit reaches the hub: it logs the limit it runs with.
+	if notes := strings.Join(rep.Notes, "\n"); !strings.Contains(notes, "GOMEMLIMIT=1GiB") || !strings.Contains(notes, "memory_limit 1073741824") {
+		t.Errorf("notes do not say the hub ran with a 1 GiB limit:\n%s", notes)
+	}
+	if rep.Setup.HubMemoryLimit != "1GiB" {
+		t.Errorf("setup.hub_memory_limit = %q, want 1GiB", rep.Setup.HubMemoryLimit)
 	}
 	if !strings.Contains(logs.String(), "[ingest") {
 		t.Errorf("no progress line for the ingest:\n%s", logs.String())

@@ -44,13 +44,13 @@ type child struct {
 // ready returns true for a line of its stderr (or stdout, when onStdout),
 // returning that line's values. It fails when the process exits first or
 // after timeout.
-func startChild(ctx context.Context, name, exe string, args []string, logPath string, onStdout bool, ready func(line []byte) bool, timeout time.Duration) (*child, []byte, error) {
+func startChild(ctx context.Context, name, exe string, args []string, logPath string, onStdout bool, ready func(line []byte) bool, timeout time.Duration, env ...string) (*child, []byte, error) {
 	lf, err := os.Create(logPath)
 	if err != nil {
 		return nil, nil, err
 	}
 	cmd := exec.Command(exe, args...)
-	cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(runtime.NumCPU()))
+	cmd.Env = append(append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(runtime.NumCPU())), env...)
 	pr, pw := io.Pipe()
 	if onStdout {
 		cmd.Stdout, cmd.Stderr = pw, lf
@@ -164,6 +164,9 @@ type hubProc struct {
 	*child
 	api  string // the gateway's base URL
 	leaf string // host:port of its leaf-node listener
+	// memoryLimit is the Go memory limit the hub logged (GOMEMLIMIT), 0
+	// when it has none.
+	memoryLimit int64
 }
 
 // regionProc is a region node's child process.
@@ -194,8 +197,9 @@ func childArgs(role, config, profileDir, name string) []string {
 	return []string{"bench", "--profile-child", role, "--profile-out", filepath.Join(profileDir, name), "--", "-config", config}
 }
 
-// startHub starts `tally hub` on the election file in dir.
-func startHub(ctx context.Context, exe, dir, electionFile, leafPasswordFile, profileDir string) (*hubProc, error) {
+// startHub starts `tally hub` on the election file in dir, with
+// GOMEMLIMIT=memoryLimit when it is not empty.
+func startHub(ctx context.Context, exe, dir, electionFile, leafPasswordFile, profileDir, memoryLimit string) (*hubProc, error) {
 	cfg := map[string]any{
 		"election": map[string]any{"file": electionFile},
 		"nats": map[string]any{"host": "127.0.0.1", "port": 0, "leaf_port": 0, "store_dir": filepath.Join(dir, "hub"),
@@ -207,13 +211,20 @@ func startHub(ctx context.Context, exe, dir, electionFile, leafPasswordFile, pro
 	if err := writeYAML(path, cfg); err != nil {
 		return nil, err
 	}
+	var env []string
+	if memoryLimit != "" {
+		env = append(env, "GOMEMLIMIT="+memoryLimit)
+	}
 	var vals map[string]any
 	c, _, err := startChild(ctx, "hub", exe, childArgs("hub", path, profileDir, "hub"), filepath.Join(dir, "hub.log"), false,
-		func(line []byte) bool { v, ok := logLine(line, "hub opened"); vals = v; return ok }, time.Minute)
+		func(line []byte) bool { v, ok := logLine(line, "hub opened"); vals = v; return ok }, time.Minute, env...)
 	if err != nil {
 		return nil, err
 	}
 	h := &hubProc{child: c}
+	if v, ok := vals["memory_limit"].(float64); ok {
+		h.memoryLimit = int64(v)
+	}
 	dash, _ := vals["dashboard"].(string)
 	leaf, _ := vals["leaf"].(string)
 	h.api = strings.TrimSuffix(dash, "/")

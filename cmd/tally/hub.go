@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"runtime/debug"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -122,11 +124,15 @@ func (m *HubMain) Run(ctx context.Context) error {
 	if off != "" {
 		m.Logger.Info().Str("reason", off).Msg("projections off")
 	}
-	m.Logger.Info().Str("dashboard", "http://"+gw.Addr()+"/").Str("leaf", rec.LeafURL()).
+	ev := m.Logger.Info().Str("dashboard", "http://"+gw.Addr()+"/").Str("leaf", rec.LeafURL()).
 		Str("nats", rec.ClientURL()).Bool("projections", proj != nil).
 		Bool("admin_api", gc.AdminToken != "").Str("leaf_user", nc.LeafUser).Str("leaf_password", redacted(nc.LeafPassword)).
 		Bool("nats_tls", nc.TLS != nil).Bool("leaf_tls", nc.LeafTLS != nil).Bool("http_tls", gc.TLS != nil).
-		Float64("rate_limit", gc.RateLimit).Msg("hub opened")
+		Float64("rate_limit", gc.RateLimit)
+	if limit := debug.SetMemoryLimit(-1); limit != math.MaxInt64 {
+		ev = ev.Int64("memory_limit", limit) // GOMEMLIMIT
+	}
+	ev.Msg("hub opened")
 	return nil
 }
 
