@@ -228,8 +228,8 @@ func (t *Totals) recount(c ContestID, ca *countyAgg) {
 	cr.LastUpdate = time.Time{}
 	ci := t.candIndex(c)
 	for _, pi := range ca.precincts {
-		cl := t.cellAt(int(pi), c)
-		if cl == nil {
+		cl, ok := t.cellAt(int(pi), c)
+		if !ok {
 			continue
 		}
 		cr.Precincts.Reporting++
@@ -242,8 +242,8 @@ func (t *Totals) recount(c ContestID, ca *countyAgg) {
 		})
 		cr.BallotsCast += cl.ballotsCast
 		cr.Corrections += int(cl.corrections)
-		if cl.reportedAt.After(cr.LastUpdate) {
-			cr.LastUpdate = cl.reportedAt
+		if at := cl.reportedAt(); at.After(cr.LastUpdate) {
+			cr.LastUpdate = at
 		}
 	}
 	ca.stale = false
@@ -315,12 +315,13 @@ func (t *Totals) countyAdd(ca *countyAgg, ci *candIndex, cl *cell, had bool, old
 	// The latest report time is the first cell's, in the contest's order,
 	// with the latest instant. It follows a later time; anything else (the
 	// latest cell going back, an equal instant written otherwise) recounts.
+	at := cl.reportedAt()
 	switch {
-	case had && !oldAt.Before(cr.LastUpdate) && !cl.reportedAt.After(oldAt):
+	case had && !oldAt.Before(cr.LastUpdate) && !at.After(oldAt):
 		ca.stale = true
-	case cl.reportedAt.After(cr.LastUpdate):
-		cr.LastUpdate = cl.reportedAt
-	case cl.reportedAt.Equal(cr.LastUpdate) && cl.reportedAt != cr.LastUpdate:
+	case at.After(cr.LastUpdate):
+		cr.LastUpdate = at
+	case at.Equal(cr.LastUpdate) && at != cr.LastUpdate:
 		ca.stale = true
 	}
 }
@@ -331,8 +332,8 @@ func (t *Totals) PrecinctResults(c ContestID, s Shard) PrecinctResults {
 	ci := t.candIndex(c)
 	t.eachShardCell(c, s, func(p *Precinct, k cellKey, cl *cell) error {
 		out.Precincts = append(out.Precincts, PrecinctResult{
-			ID: p.ID, Votes: cl.votesMap(ci), Complete: cl.complete, Seq: cl.seq, Report: cl.id,
-			ReportedAt: cl.reportedAt, Reports: int(cl.reports), Corrections: int(cl.corrections),
+			ID: p.ID, Votes: cl.votesMap(ci), Complete: cl.complete, Seq: cl.seq, Report: cl.eventID(),
+			ReportedAt: cl.reportedAt(), Reports: int(cl.reports), Corrections: int(cl.corrections),
 			Correction: t.corrections[k],
 		})
 		return nil
@@ -352,8 +353,8 @@ func (t *Totals) eachShardCell(c ContestID, s Shard, fn func(p *Precinct, k cell
 		if p.Region != s.Region {
 			continue
 		}
-		if cl := t.cellAt(i, c); cl != nil {
-			if err := fn(p, cellKey{p.ID, c}, cl); err != nil {
+		if cl, ok := t.cellAt(i, c); ok {
+			if err := fn(p, cellKey{p.ID, c}, &cl); err != nil {
 				return err
 			}
 		}

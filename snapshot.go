@@ -63,8 +63,8 @@ func (t *Totals) State() *TotalsState {
 	for pi, p := range t.e.Precincts {
 		for _, c := range p.Contests {
 			k := cellKey{p.ID, c}
-			cl := t.cellAt(pi, c)
-			if cl == nil {
+			cl, ok := t.cellAt(pi, c)
+			if !ok {
 				continue
 			}
 			cs := CellState{Precinct: p.ID, Contest: c, Cell: *cl.public(t.candIndex(c))}
@@ -203,7 +203,7 @@ func (rs *totalsRestorer) cell(cs *CellState) error {
 		return Errorf(EINVALID, "totals state: cell %s/%s: not a precinct and contest of the election", cs.Precinct, cs.Contest)
 	}
 	k := cellKey{cs.Precinct, cs.Contest}
-	cl, had := t.cellFor(cs.Precinct, cs.Contest)
+	ref, cl, had := t.cellFor(cs.Precinct, cs.Contest)
 	if had {
 		return Errorf(EINVALID, "totals state: cell %s/%s: listed twice", cs.Precinct, cs.Contest)
 	}
@@ -212,9 +212,12 @@ func (rs *totalsRestorer) cell(cs *CellState) error {
 			cs.Precinct, cs.Contest, cs.Cell.Seq, p.Region, rs.lastSeq[p.Region])
 	}
 	c := cs.Cell
-	cl.seq, cl.id, cl.voteTypes, cl.ballotsCast, cl.complete = c.Seq, c.ID, c.VoteTypes, c.BallotsCast, c.Complete
-	cl.reportedAt, cl.reports, cl.corrections = c.ReportedAt, int32(c.Reports), int32(c.Corrections)
+	cl.seq, cl.voteTypes, cl.ballotsCast, cl.complete = c.Seq, c.VoteTypes, c.BallotsCast, c.Complete
+	setID(&cl, c.ID)
+	cl.setReportedAt(c.ReportedAt)
+	cl.reports, cl.corrections = int32(c.Reports), int32(c.Corrections)
 	cl.set(t.candIndex(cs.Contest), c.Votes)
+	t.putCell(ref, &cl)
 	if cs.Correction != nil {
 		t.noteCorrection(k, cs.Correction)
 	}

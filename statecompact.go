@@ -7,7 +7,6 @@ import (
 	"hash/fnv"
 	"io"
 	"slices"
-	"time"
 )
 
 // The compact form of a TotalsState, for the reconciler's snapshots. A
@@ -144,7 +143,6 @@ func ReadTotalsCompact(e *Election, dec *json.Decoder) (*Totals, error) {
 	var rs *totalsRestorer
 	corr := map[cellKey]*Correction{}
 	idx := e.index()
-	zones := map[int]*time.Location{}
 	err := DecodeFields(dec, what, func(key string) error {
 		if rs != nil {
 			return Errorf(EINVALID, "%s: field %q after the groups", what, key)
@@ -181,7 +179,7 @@ func ReadTotalsCompact(e *Election, dec *json.Decoder) (*Totals, error) {
 				if err := decodeField(dec, what, "groups", &g); err != nil {
 					return err
 				}
-				return readGroup(e, idx, rs, &g, corr, zones)
+				return readGroup(e, idx, rs, &g, corr)
 			})
 		default:
 			return Errorf(EINVALID, "%s: unknown field %q", what, key)
@@ -202,7 +200,7 @@ func ReadTotalsCompact(e *Election, dec *json.Decoder) (*Totals, error) {
 
 // readGroup restores the cells of one group, each through rs, taking each
 // one's correction out of corr.
-func readGroup(e *Election, idx *electionIndex, rs *totalsRestorer, g *compactGroup, corr map[cellKey]*Correction, zones map[int]*time.Location) error {
+func readGroup(e *Election, idx *electionIndex, rs *totalsRestorer, g *compactGroup, corr map[cellKey]*Correction) error {
 	bad := func(format string, args ...any) error {
 		return Errorf(EINVALID, "totals state: group %s/%s: "+format, append([]any{g.Contest, g.Region}, args...)...)
 	}
@@ -229,9 +227,9 @@ func readGroup(e *Election, idx *electionIndex, rs *totalsRestorer, g *compactGr
 	}
 	r := slotReader{b: g.Data}
 	x := 0
-	cl := cell{votes: make([]int64, len(ci.ids))}
+	cl := cell{region: g.Region, votes: make([]int64, len(ci.ids))}
 	for _, pi := range slots {
-		if !r.slot(&cl, extras, &x, zones) {
+		if !r.slot(&cl, extras, &x) {
 			if r.bad {
 				return bad("data damaged at byte %d", r.pos)
 			}

@@ -7,13 +7,12 @@ import (
 	"encoding/json"
 	"io"
 	"math"
-	"time"
 )
 
 // TotalsCopy is a copy of a Totals' state, taken as cheaply as it can be
 // kept: each group of cells (see cellGroup) is encoded into bytes, a few
-// dozen per cell instead of the hundred and more a cell takes, and made
-// into CellStates only when written. A snapshot of a national night
+// dozen per cell instead of the 64 of its slot and 8 per candidate's
+// votes, and made into CellStates only when written. A snapshot of a national night
 // (millions of cells) is taken under the lock that guards the Totals;
 // WriteJSON then streams it without building it whole.
 type TotalsCopy struct {
@@ -64,7 +63,8 @@ func (t *Totals) Copy() *TotalsCopy {
 			gc.k = len(ci.ids)
 			buf = buf[:0]
 			for i := range g.cells {
-				buf = gc.appendCell(buf, &g.cells[i])
+				cl := g.load(i)
+				buf = gc.appendCell(buf, &cl)
 			}
 			gc.data = bytes.Clone(buf)
 		}
@@ -97,16 +97,15 @@ func (gc *groupCopy) appendCell(b []byte, cl *cell) []byte {
 	}
 	b = append(b, flags)
 	b = binary.AppendUvarint(b, cl.seq)
-	b = binary.AppendUvarint(b, uint64(len(cl.id)))
-	b = append(b, cl.id...)
+	b = binary.AppendUvarint(b, uint64(cl.idLength()))
+	b = cl.appendID(b)
 	for _, n := range cl.votes {
 		b = binary.AppendVarint(b, n)
 	}
 	b = binary.AppendVarint(b, cl.ballotsCast)
-	_, off := cl.reportedAt.Zone()
-	b = binary.AppendVarint(b, cl.reportedAt.Unix())
-	b = binary.AppendUvarint(b, uint64(cl.reportedAt.Nanosecond()))
-	b = binary.AppendVarint(b, int64(off))
+	b = binary.AppendVarint(b, cl.sec)
+	b = binary.AppendUvarint(b, uint64(cl.nsec))
+	b = binary.AppendVarint(b, int64(cl.off))
 	b = binary.AppendUvarint(b, uint64(cl.reports))
 	return binary.AppendUvarint(b, uint64(cl.corrections))
 }
@@ -114,9 +113,9 @@ func (gc *groupCopy) appendCell(b []byte, cl *cell) []byte {
 // nextCell decodes the next slot into cl, whose votes must have room for
 // gc.k, and reports whether it holds a cell. gc.data is the copy's own
 // encoding, so it is well formed.
-func (gc *groupCopy) nextCell(cl *cell, zones map[int]*time.Location) bool {
+func (gc *groupCopy) nextCell(cl *cell) bool {
 	r := slotReader{b: gc.data, pos: gc.pos}
-	has := r.slot(cl, gc.extras, &gc.x, zones)
+	has := r.slot(cl, gc.extras, &gc.x)
 	gc.pos = r.pos
 	return has
 }
@@ -168,7 +167,7 @@ func (r *slotReader) sv() int64 {
 // slot decodes the next slot into cl, whose votes must have the group's
 // length, taking its maps from extras[*x] when it has any, and reports
 // whether it holds a cell.
-func (r *slotReader) slot(cl *cell, extras []cellExtra, x *int, zones map[int]*time.Location) bool {
+func (r *slotReader) slot(cl *cell, extras []cellExtra, x *int) bool {
 	flags := r.byte()
 	if flags&slotHas == 0 || r.bad {
 		return false
@@ -189,7 +188,7 @@ func (r *slotReader) slot(cl *cell, extras []cellExtra, x *int, zones map[int]*t
 		r.bad = true
 		return false
 	}
-	cl.id = EventID(r.b[r.pos : r.pos+int(idLen)])
+	setID(cl, r.b[r.pos:r.pos+int(idLen)])
 	r.pos += int(idLen)
 	for i := range cl.votes {
 		cl.votes[i] = r.sv()
@@ -199,14 +198,9 @@ func (r *slotReader) slot(cl *cell, extras []cellExtra, x *int, zones map[int]*t
 	if nsec >= 1e9 || off <= -24*3600 || off >= 24*3600 {
 		r.bad = true
 	}
-	loc := time.UTC
-	if off != 0 && !r.bad {
-		if loc = zones[int(off)]; loc == nil {
-			loc = time.FixedZone("", int(off))
-			zones[int(off)] = loc
-		}
+	if !r.bad {
+		cl.sec, cl.nsec, cl.off = sec, int32(nsec), int32(off)
 	}
-	cl.reportedAt = time.Unix(sec, int64(nsec)).In(loc)
 	reports, corrections := r.uv(), r.uv()
 	if reports > math.MaxInt32 || corrections > math.MaxInt32 {
 		r.bad = true
@@ -238,7 +232,6 @@ func (c *TotalsCopy) writeCells(bw *bufio.Writer) error {
 	// A group's slots come in that order too, so each group's data is
 	// read from start to end.
 	idx := c.e.index()
-	zones := map[int]*time.Location{}
 	var cl cell
 	first := true
 	for pi := range c.e.Precincts {
@@ -257,7 +250,7 @@ func (c *TotalsCopy) writeCells(bw *bufio.Writer) error {
 				cl.votes = make([]int64, gc.k)
 			}
 			cl.votes = cl.votes[:gc.k]
-			if !gc.nextCell(&cl, zones) {
+			if !gc.nextCell(&cl) {
 				continue
 			}
 			cb, err := json.Marshal(CellState{Precinct: p.ID, Contest: con, Cell: *cl.public(ci), Correction: c.corr[cellKey{p.ID, con}]})

@@ -50,22 +50,18 @@ type Cell struct {
 	Corrections int                                `json:"corrections"` // corrections applied
 }
 
-// cell is how a Totals holds a Cell. A national night has millions of
-// cells, and a map of a few candidates' votes takes some 250 bytes, so the
-// votes are a slice in the order of the contest's candidates instead (a
+// cell is a Cell as a Totals works on it: a slot of a cellGroup (see
+// cellGroup.load and put), or a loose cell. A national night has millions
+// of cells, and a map of a few candidates' votes takes some 250 bytes, so
+// the votes are a slice in the order of the contest's candidates instead (a
 // part of its cellGroup's array).
 type cell struct {
-	seq         uint64
-	id          EventID
-	votes       []int64               // by candIndex; noCount where the report had none
-	other       map[CandidateID]int64 // candidates not in the contest (never in a valid report)
-	voteTypes   map[VoteType]map[CandidateID]int64
-	ballotsCast int64
-	reportedAt  time.Time
-	reports     int32
-	corrections int32
-	complete    bool
-	has         bool // the precinct has reported: the slot holds a cell
+	slotCell
+	region    RegionID              // the precinct's: with idHex, the id is region + "-" + hex(id[:12])
+	overID    EventID               // the id, with idOver
+	votes     []int64               // by candIndex; noCount where the report had none
+	other     map[CandidateID]int64 // candidates not in the contest (never in a valid report)
+	voteTypes map[VoteType]map[CandidateID]int64
 }
 
 // noCount marks a candidate the cell's report gave no count for.
@@ -152,8 +148,8 @@ func (cl *cell) votesMap(ci *candIndex) map[CandidateID]int64 {
 // types, which Apply replaces and never changes.
 func (cl *cell) public(ci *candIndex) *Cell {
 	return &Cell{
-		Seq: cl.seq, ID: cl.id, Votes: cl.votesMap(ci), VoteTypes: cl.voteTypes, BallotsCast: cl.ballotsCast,
-		Complete: cl.complete, ReportedAt: cl.reportedAt, Reports: int(cl.reports), Corrections: int(cl.corrections),
+		Seq: cl.seq, ID: cl.eventID(), Votes: cl.votesMap(ci), VoteTypes: cl.voteTypes, BallotsCast: cl.ballotsCast,
+		Complete: cl.complete, ReportedAt: cl.reportedAt(), Reports: int(cl.reports), Corrections: int(cl.corrections),
 	}
 }
 
@@ -216,7 +212,7 @@ func (t *Totals) Apply(seq uint64, rep *Report) bool {
 	t.lastSeq[rep.Region] = seq
 	k := cellKey{rep.Precinct, rep.Contest}
 	ci := t.candIndex(rep.Contest)
-	cl, had := t.cellFor(rep.Precinct, rep.Contest)
+	ref, cl, had := t.cellFor(rep.Precinct, rep.Contest)
 	ct := t.contests[rep.Contest]
 	if ct == nil {
 		ct = &ContestTally{Votes: map[CandidateID]int64{}, Regions: map[RegionID]*RegionTally{}}
@@ -248,8 +244,8 @@ func (t *Totals) Apply(seq uint64, rep *Report) bool {
 			ct.Complete--
 			rt.Complete--
 		}
-		t.countySub(ca, ci, cl)
-		oldAt = cl.reportedAt
+		t.countySub(ca, ci, &cl)
+		oldAt = cl.reportedAt()
 	}
 	for cand, n := range rep.Votes {
 		ct.Votes[cand] += n
@@ -282,14 +278,15 @@ func (t *Totals) Apply(seq uint64, rep *Report) bool {
 		t.noteCorrection(k, rep.Correction)
 	}
 	cl.seq = seq
-	cl.id = rep.ID
+	setID(&cl, rep.ID)
 	cl.set(ci, rep.Votes)
 	cl.voteTypes = rep.VoteTypes
 	cl.ballotsCast = ballots
 	cl.complete = rep.Complete
-	cl.reportedAt = rep.ReportedAt
+	cl.setReportedAt(rep.ReportedAt)
 	cl.reports++
-	t.countyAdd(ca, ci, cl, had, oldAt)
+	t.putCell(ref, &cl)
+	t.countyAdd(ca, ci, &cl, had, oldAt)
 	if rep.ReportedAt.After(ct.Updated) {
 		ct.Updated = rep.ReportedAt
 	}
@@ -303,8 +300,8 @@ func (t *Totals) Apply(seq uint64, rep *Report) bool {
 // Cell returns a copy of the current state of precinct p in contest c, or
 // nil when it has not reported.
 func (t *Totals) Cell(p PrecinctID, c ContestID) *Cell {
-	cl := t.cell(p, c)
-	if cl == nil {
+	cl, ok := t.cell(p, c)
+	if !ok {
 		return nil
 	}
 	return cl.public(t.candIndex(c))
@@ -314,8 +311,8 @@ func (t *Totals) Cell(p PrecinctID, c ContestID) *Cell {
 // its latest report is complete, and sets votes[i] to the count of cands[i]
 // in it (0 where it has none). It allocates nothing.
 func (t *Totals) Counted(p PrecinctID, c ContestID, cands []CandidateID, votes []int64) (reported, complete bool) {
-	cl := t.cell(p, c)
-	if cl == nil {
+	cl, ok := t.cell(p, c)
+	if !ok {
 		return false, false
 	}
 	ci := t.candIndex(c)
@@ -328,8 +325,8 @@ func (t *Totals) Counted(p PrecinctID, c ContestID, cands []CandidateID, votes [
 // EachVote calls fn with every candidate's count in the latest report of
 // precinct p in contest c; it reports whether there is one.
 func (t *Totals) EachVote(p PrecinctID, c ContestID, fn func(CandidateID, int64)) bool {
-	cl := t.cell(p, c)
-	if cl == nil {
+	cl, ok := t.cell(p, c)
+	if !ok {
 		return false
 	}
 	cl.each(t.candIndex(c), fn)
