@@ -313,6 +313,43 @@ func TestSnapshotPutInterrupted(t *testing.T) {
 	}
 }
 
+// A save that cannot finish fails, saying how many cells it held and how
+// long it tried, and leaves the last snapshot as it was.
+func TestSnapshotSaveFails(t *testing.T) {
+	e := testElection(t)
+	r := MustOpenReconciler(t, restartableConfig(t, e))
+	rep := &tally.Report{ID: "r1-1", Region: "r1", Precinct: "p1", Contest: "pres-a",
+		Votes: map[tally.CandidateID]int64{"dem": 3, "rep": 4}, ReportedAt: time.Date(2024, 11, 5, 20, 0, 0, 0, time.UTC)}
+	b, err := rep.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.apply("r1", 1, tally.ResultsSubject("r1", rep.Precinct, rep.Contest), b) {
+		t.Fatal("report not applied")
+	}
+	ctx := context.Background()
+	if err := r.saveSnapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v1, err := r.obs.GetBytes(ctx, tally.SnapshotObject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.apply("r1", 2, "not.a.report", nil) // a change to save
+	gone, cancel := context.WithTimeout(ctx, -time.Second)
+	defer cancel()
+	err = r.saveSnapshot(gone)
+	if err == nil || !strings.Contains(err.Error(), "save snapshot of 1 cells after ") {
+		t.Fatalf("saveSnapshot past its deadline = %v; want an error naming the 1 cell and the time", err)
+	}
+	if got, err := r.obs.GetBytes(ctx, tally.SnapshotObject); err != nil || !bytes.Equal(got, v1) {
+		t.Fatalf("after the failed save: %v, %.60q; want the previous snapshot", err, got)
+	}
+	if err := r.saveSnapshot(ctx); err != nil {
+		t.Fatalf("the next save: %v", err)
+	}
+}
+
 // Snapshots are saved every SnapshotInterval when something was applied,
 // and not otherwise.
 func TestSnapshotInterval(t *testing.T) {
