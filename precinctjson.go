@@ -67,13 +67,8 @@ func (t *Totals) appendPrecinctResult(dst []byte, ci *candIndex, id PrecinctID, 
 	dst = append(dst, `,"seq":`...)
 	dst = strconv.AppendUint(dst, cl.seq, 10)
 	dst = append(dst, `,"report":`...)
-	if cl.idForm == idHex && plainJSON(string(cl.region)) {
-		dst = append(dst, '"')
-		dst = cl.appendID(dst)
-		dst = append(dst, '"')
-	} else {
-		dst = appendJSONString(dst, string(cl.eventID()))
-	}
+	var buf [64]byte // the event id is built here, not in a string of its own
+	dst = appendJSONString(dst, cl.appendID(buf[:0]))
 	dst = append(dst, `,"reported_at":`...)
 	b, err := cl.reportedAt().MarshalJSON()
 	if err != nil {
@@ -98,23 +93,15 @@ func (t *Totals) appendPrecinctResult(dst []byte, ci *candIndex, id PrecinctID, 
 // appendJSONString appends s as a JSON string, as encoding/json writes it.
 // Ids are letters, digits, '-' and '_': those are copied; anything else
 // goes through encoding/json.
-func appendJSONString(dst []byte, s string) []byte {
-	if !plainJSON(s) {
-		b, _ := json.Marshal(s) // a string always encodes
-		return append(dst, b...)
+func appendJSONString[S ~string | ~[]byte](dst []byte, s S) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ' ') {
+			b, _ := json.Marshal(string(s)) // a string always encodes
+			return append(dst, b...)
+		}
 	}
 	dst = append(dst, '"')
 	dst = append(dst, s...)
 	return append(dst, '"')
-}
-
-// plainJSON reports whether s is written in JSON as it is, between quotes.
-func plainJSON(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ' ') {
-			return false
-		}
-	}
-	return true
 }
