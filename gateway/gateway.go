@@ -61,8 +61,9 @@ type Config struct {
 	// SSEBuffer is how many recent events are kept so a reconnecting viewer
 	// can resume with Last-Event-ID; 0 means DefaultSSEBuffer.
 	SSEBuffer int
-	// ClientBuffer is how many events may be queued for one viewer before
-	// it is disconnected as too slow; 0 means DefaultClientBuffer.
+	// ClientBuffer is how many sends (an event, or the events that
+	// arrived together) may be queued for one viewer before it is
+	// disconnected as too slow; 0 means DefaultClientBuffer.
 	ClientBuffer int
 	// AdminToken enables the admin API (POST /api/v1/admin/calls) for
 	// requests bearing it (Authorization: Bearer <token>); empty disables

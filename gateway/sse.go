@@ -22,6 +22,10 @@ const (
 	// least streamWriteWindow, and most batches cost no deadline update
 	// (a timer change in the runtime's poller, per viewer).
 	deadlineRefresh = 5 * time.Second
+	// A viewer is sent the events waiting for the hub together, up to
+	// this many, or until they reach this many bytes.
+	maxCoalesce      = 256
+	maxCoalesceBytes = 256 << 10
 )
 
 // event is one change of the national bucket, formatted once for every viewer.
@@ -36,8 +40,9 @@ type event struct {
 	transient bool
 }
 
-// client is one connected viewer. The hub closes ch when it drops the
-// viewer (too slow) or stops.
+// client is one connected viewer. Each send on ch is the frames of one
+// or more events, in order. The hub closes ch when it drops the viewer
+// (too slow) or stops.
 type client struct {
 	ch chan []byte
 }
@@ -135,6 +140,29 @@ func (h *hub) run(ctx context.Context) {
 		h.clients.Store(0)
 		close(h.done)
 	}()
+	add := func(ev event) {
+		if ev.reset {
+			clear(current)
+			ring, start, floor, lastRev = ring[:0], 0, 0, 0
+		} else {
+			if ev.transient {
+				// not in the snapshot
+			} else if ev.removed {
+				delete(current, ev.key)
+			} else {
+				current[ev.key] = ev
+			}
+			if len(ring) < h.bufSize {
+				ring = append(ring, ev)
+			} else {
+				floor = ring[start].rev
+				ring[start] = ev
+				start = (start + 1) % len(ring)
+			}
+			lastRev = max(lastRev, ev.rev)
+		}
+		snap = nil
+	}
 	drop := func(c *client) {
 		delete(clients, c)
 		close(c.ch)
@@ -145,30 +173,10 @@ func (h *hub) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case ev := <-h.in:
-			if ev.reset {
-				clear(current)
-				ring, start, floor, lastRev = ring[:0], 0, 0, 0
-			} else {
-				if ev.transient {
-					// not in the snapshot
-				} else if ev.removed {
-					delete(current, ev.key)
-				} else {
-					current[ev.key] = ev
-				}
-				if len(ring) < h.bufSize {
-					ring = append(ring, ev)
-				} else {
-					floor = ring[start].rev
-					ring[start] = ev
-					start = (start + 1) % len(ring)
-				}
-				lastRev = max(lastRev, ev.rev)
-			}
-			snap = nil
+			frame := gather(ev, h.in, add)
 			for c := range clients {
 				select {
-				case c.ch <- ev.frame:
+				case c.ch <- frame:
 				default:
 					drop(c)
 					h.dropped.Add(1)
@@ -212,6 +220,31 @@ func (h *hub) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// gather returns ev's frame followed by the frames of the events already
+// waiting in in, up to maxCoalesce events in all or until the frames reach
+// maxCoalesceBytes, and calls add for each event, ev first. The hub sends
+// them to a viewer as one: a burst (a region's checkpoint changes every
+// contest of the region) sent event by event would cost every viewer a
+// wake-up and a write per event.
+func gather(ev event, in <-chan event, add func(event)) []byte {
+	add(ev)
+	frame := ev.frame
+	for n := 1; n < maxCoalesce && len(frame) < maxCoalesceBytes; n++ {
+		var next event
+		select {
+		case next = <-in:
+		default:
+			return frame
+		}
+		add(next)
+		if n == 1 { // ev.frame is shared: a copy takes the others
+			frame = append(make([]byte, 0, 2*(len(frame)+len(next.frame))), frame...)
+		}
+		frame = append(frame, next.frame...)
+	}
+	return frame
 }
 
 func cmpUint(a, b uint64) int {
