@@ -286,6 +286,10 @@ func TestCacheControl(t *testing.T) {
 func TestStreamSnapshotAndLive(t *testing.T) {
 	v := MustEnv(t, nil)
 	s := MustStream(t, v.base, "")
+	// Over HTTP/1.1 the stream is not chunked: it ends with the connection.
+	if te, cl := s.res.TransferEncoding, s.res.ContentLength; len(te) > 0 || cl != -1 || !s.res.Close {
+		t.Errorf("stream Transfer-Encoding %v, Content-Length %d, close %v; want none, -1 (until the connection closes), true", te, cl, s.res.Close)
+	}
 	// Snapshot: every key once, in revision order.
 	seen := map[string]bool{}
 	var lastID uint64

@@ -285,6 +285,12 @@ func (g *Gateway) stream(c echo.Context) error {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // ask reverse proxies not to buffer
+	// Over HTTP/1.1, no chunked encoding: the stream ends when the
+	// connection closes (as the SSE specification suggests), and a write
+	// of frames larger than net/http's buffers is one write to the
+	// socket, not one per buffer plus the chunk's framing. HTTP/2 drops
+	// the header.
+	h.Set("Transfer-Encoding", "identity")
 	resp.WriteHeader(http.StatusOK)
 	// Frames go straight to the server's writer, without echo's wrapper
 	// (which would only count them), and are flushed once per batch.
