@@ -52,6 +52,33 @@ func TestParseMemoryLimit(t *testing.T) {
 	}
 }
 
+// TestQuantiles: p50 and p99 by nearest rank, so that p99 of 100 samples is
+// the 99th and not the largest.
+func TestQuantiles(t *testing.T) {
+	ms := func(n int) []time.Duration {
+		ds := make([]time.Duration, n)
+		for i := range ds {
+			ds[i] = time.Duration(n-i) * time.Millisecond // descending: quantiles sorts
+		}
+		return ds
+	}
+	for _, c := range []struct {
+		n             int
+		p50, p99, max time.Duration
+	}{
+		{0, 0, 0, 0},
+		{1, time.Millisecond, time.Millisecond, time.Millisecond},
+		{10, 5 * time.Millisecond, 10 * time.Millisecond, 10 * time.Millisecond},
+		{100, 50 * time.Millisecond, 99 * time.Millisecond, 100 * time.Millisecond},
+		{1000, 500 * time.Millisecond, 990 * time.Millisecond, 1000 * time.Millisecond},
+	} {
+		p50, p99, mx := quantiles(ms(c.n))
+		if p50 != c.p50 || p99 != c.p99 || mx != c.max {
+			t.Errorf("%d samples: p50 %v p99 %v max %v; want %v %v %v", c.n, p50, p99, mx, c.p50, c.p99, c.max)
+		}
+	}
+}
+
 // TestBenchCommand runs `tally bench --quick` (the hub, the regions and the
 // baseline server as child processes of the built binary) and checks that
 // every row of the table has positive figures, and that --json parses.

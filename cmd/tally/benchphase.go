@@ -63,8 +63,10 @@ func quantiles(ds []time.Duration) (p50, p99, mx time.Duration) {
 	}
 	s := slices.Clone(ds)
 	slices.Sort(s)
-	q := func(f float64) time.Duration { return s[min(len(s)-1, int(f*float64(len(s))))] }
-	return q(0.5), q(0.99), s[len(s)-1]
+	// Nearest rank: the smallest sample with at least pct% of them at or
+	// below it. With fewer than 100 samples, p99 is the largest.
+	q := func(pct int) time.Duration { return s[max(0, (len(s)*pct+99)/100-1)] }
+	return q(50), q(99), s[len(s)-1]
 }
 
 // backgroundLoad posts further rounds of reports of every cell but the

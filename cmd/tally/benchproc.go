@@ -360,6 +360,7 @@ func (s *baselineServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Content-Type", "text/event-stream")
 		h.Set("Cache-Control", "no-cache")
+		h.Set("Transfer-Encoding", "identity") // not chunked, as the gateway's stream
 		w.WriteHeader(http.StatusOK)
 		rc := http.NewResponseController(w)
 		if _, err := io.WriteString(w, "retry: 2000\n\n"); err != nil || rc.Flush() != nil {
