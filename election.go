@@ -133,6 +133,22 @@ func LoadElection(r io.Reader) (*Election, error) {
 	return &e, nil
 }
 
+// ballotKey is a precinct's contests as one string, to find precincts with
+// the same ones.
+func ballotKey(ids []ContestID) string {
+	n := 0
+	for _, id := range ids {
+		n += len(id) + 1
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, id := range ids {
+		b.WriteString(string(id))
+		b.WriteByte(0) // not in a valid id
+	}
+	return b.String()
+}
+
 // Validate checks that e is complete and consistent and builds the lookup
 // index. Errors have code EINVALID and name the offending field.
 func (e *Election) Validate() error {
@@ -210,6 +226,12 @@ func (e *Election) Validate() error {
 		}
 	}
 	ballot := map[ContestID]bool{} // the precinct's contests, to find one twice
+	// Precincts with the same contests, in the same order, share one list
+	// (a copy whose capacity is its length, so that an append copies): a
+	// large election holds a list per distinct ballot, not one per
+	// precinct, each as long as it needs.
+	lists := map[string][]ContestID{}
+	var last []ContestID
 	for i := range e.Precincts {
 		p := &e.Precincts[i]
 		if err := ValidToken(string(p.ID)); err != nil {
@@ -247,6 +269,20 @@ func (e *Election) Validate() error {
 				idx.ballots[c] = make([][]int32, len(e.Regions))
 			}
 			idx.ballots[c][ri] = append(idx.ballots[c][ri], int32(i))
+		}
+		switch {
+		case len(p.Contests) == 0:
+		case slices.Equal(p.Contests, last):
+			p.Contests = last
+		default:
+			key := ballotKey(p.Contests)
+			if l, ok := lists[key]; ok {
+				p.Contests = l
+			} else {
+				p.Contests = slices.Clip(slices.Clone(p.Contests))
+				lists[key] = p.Contests
+			}
+			last = p.Contests
 		}
 		idx.precincts[p.ID] = p
 		idx.pos[p.ID] = i
