@@ -150,7 +150,9 @@ func ballotKey(ids []ContestID) string {
 }
 
 // Validate checks that e is complete and consistent and builds the lookup
-// index. Errors have code EINVALID and name the offending field.
+// index. Errors have code EINVALID and name the offending field. It also
+// makes precincts with the same contests share one Contests list: change a
+// precinct's contests by giving it a list of its own, not in place.
 func (e *Election) Validate() error {
 	if e.ID == "" {
 		return Errorf(EINVALID, "election: id required")
