@@ -91,8 +91,9 @@ func (t *Totals) appendPrecinctResult(dst []byte, ci *candIndex, id PrecinctID, 
 }
 
 // appendJSONString appends s as a JSON string, as encoding/json writes it.
-// Ids are letters, digits, '-' and '_': those are copied; anything else
-// goes through encoding/json.
+// A string of letters, digits, '-', '_', '.' and spaces (every id the
+// intake makes) is copied between quotes; anything else goes through
+// encoding/json.
 func appendJSONString[S ~string | ~[]byte](dst []byte, s S) []byte {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
