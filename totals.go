@@ -188,6 +188,10 @@ func NewTotals(e *Election) *Totals {
 // LastSeq returns the last stream sequence applied from region r (0 if none).
 func (t *Totals) LastSeq(r RegionID) uint64 { return t.lastSeq[r] }
 
+// Cells returns the number of cells: (precinct, contest) pairs with a
+// report.
+func (t *Totals) Cells() int { return t.ncells }
+
 // Events returns the number of reports applied.
 func (t *Totals) Events() uint64 { return t.events }
 

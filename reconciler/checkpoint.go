@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -93,6 +94,9 @@ func (r *Reconciler) queueAuditLocked(subject, id string, v any) {
 	r.gen++
 }
 
+// auditStatusPrefix begins every region's status record subject.
+var auditStatusPrefix = tally.AuditStatusSubject("")
+
 // statusEventLocked queues the audit record of region i's status change
 // from old. The caller holds r.mu.
 func (r *Reconciler) statusEventLocked(i int, old string, behind uint64) {
@@ -103,6 +107,7 @@ func (r *Reconciler) statusEventLocked(i int, old string, behind uint64) {
 	}
 	r.queueAuditLocked(tally.AuditStatusSubject(st.ID),
 		"status-"+string(st.ID)+"-"+strconv.FormatInt(st.Since.UnixNano(), 10), ev)
+	r.urgent++ // not in the mirrors: the next snapshot holds it
 }
 
 // flushAudit publishes the pending audit records in order. A record that
@@ -125,6 +130,15 @@ func (r *Reconciler) flushAudit(ctx context.Context) error {
 	if len(pending) > 0 {
 		r.mu.Lock()
 		r.gen++ // the next snapshot no longer holds them
+		for _, m := range pending {
+			if strings.HasPrefix(m.Subject, auditStatusPrefix) {
+				// A restart from a snapshot holding a published status
+				// record would publish it again, past the duplicate
+				// window if the snapshot is old enough.
+				r.urgent++
+				break
+			}
+		}
 		r.mu.Unlock()
 	}
 	return nil

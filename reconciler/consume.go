@@ -121,6 +121,7 @@ func (r *Reconciler) apply(reg tally.RegionID, seq uint64, subject string, data 
 		r.log.Error().Str("region", string(reg)).Uint64("seq", seq).Uint64("after", last).Msg("mirror skipped sequences: events missing")
 	}
 	r.gen++
+	r.unsaved++
 	switch {
 	case isCP:
 		r.checkpointLocked(reg, seq, cp, err)

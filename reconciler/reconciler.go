@@ -65,11 +65,13 @@ type Config struct {
 	// 0 means 1000.
 	LagThreshold uint64
 	// SnapshotInterval is how often the reconciler's state is saved to
-	// the tally.SnapshotBucket object store, when something was applied
-	// since the last save (less often while a save takes more than a tenth
-	// of the time since the last one); it is saved at Close too. After a crash, Open
-	// restores the last snapshot and resumes each region at the sequence
-	// after the snapshot's. 0 means 2s.
+	// the tally.SnapshotBucket object store, when enough changed since the
+	// last save: an event for every 64 cells of the state (any event while
+	// it has fewer), or a region's status; anything at all once 60
+	// intervals have passed. Saves are less frequent while one takes more
+	// than a tenth of the time since the last. The state is saved at Close
+	// too. After a crash, Open restores the last snapshot and resumes each
+	// region at the sequence after the snapshot's. 0 means 2s.
 	SnapshotInterval time.Duration
 	// CatchUpTimeout bounds how long Open waits, before its first publish,
 	// for the consumers to apply what each mirror already holds, so that
@@ -173,8 +175,13 @@ type Reconciler struct {
 	audit             []auditMsg
 	auditedCheckpoint map[tally.RegionID]uint64
 	// gen counts changes to the state that a snapshot holds; savedGen is
-	// the gen of the last snapshot saved. Both under mu.
-	gen, savedGen uint64
+	// the gen of the last snapshot saved. unsaved counts the events applied
+	// since the state the last snapshot took; urgent counts the changes a
+	// restart could not rebuild from the mirrors (region status records),
+	// savedUrgent those the last snapshot holds. All under mu.
+	gen, savedGen       uint64
+	unsaved             uint64
+	urgent, savedUrgent uint64
 
 	snapMu sync.Mutex // one snapshot save at a time
 

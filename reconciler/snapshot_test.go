@@ -391,6 +391,152 @@ func TestSnapshotInterval(t *testing.T) {
 	}
 }
 
+// snapshotDue: a large state waits for an event per snapshotCellsPerEvent
+// cells, an urgent change, or snapshotMaxWait intervals; a small one saves
+// any change.
+func TestSnapshotDue(t *testing.T) {
+	const iv = 2 * time.Second
+	for _, tc := range []struct {
+		name    string
+		changed bool
+		urgent  bool
+		unsaved uint64
+		cells   int
+		waited  time.Duration
+		want    bool
+	}{
+		{"NothingChanged", false, false, 0, 10, time.Hour, false},
+		{"NothingChangedLarge", false, false, 0, 5_250_000, time.Hour, false},
+		{"SmallStateOneEvent", true, false, 1, snapshotCellsPerEvent - 1, 0, true},
+		{"AuditOnlySmallState", true, false, 0, snapshotCellsPerEvent - 1, 0, true},
+		{"LargeStateFewEvents", true, false, 82_030, 5_250_000, 59 * iv, false},
+		{"LargeStateEnoughEvents", true, false, 82_031, 5_250_000, 0, true},
+		{"LargeStateUrgent", true, true, 0, 5_250_000, 0, true},
+		{"LargeStateWaitedLongEnough", true, false, 1, 5_250_000, snapshotMaxWait * iv, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := snapshotDue(tc.changed, tc.urgent, tc.unsaved, tc.cells, tc.waited, iv); got != tc.want {
+				t.Errorf("snapshotDue(%v, %v, %d, %d, %s) = %v, want %v", tc.changed, tc.urgent, tc.unsaved, tc.cells, tc.waited, got, tc.want)
+			}
+		})
+	}
+}
+
+// The snapshot loop saves a state of 256 cells after 4 events, not 3, and
+// after snapshotMaxWait intervals with fewer; a region's status change is
+// saved at once.
+func TestSnapshotWaitsForEvents(t *testing.T) {
+	const precincts = 4 * snapshotCellsPerEvent
+	cands := []tally.Candidate{{ID: "dem", Name: "Dee", Party: "D"}, {ID: "rep", Name: "Arr", Party: "R"}}
+	e := &tally.Election{
+		ID: "test", Name: "Test election", Date: "2024-11-05", Test: true,
+		Regions:  []tally.Region{{ID: "r1", Name: "Region 1"}},
+		Contests: []tally.Contest{{ID: "pres-a", Name: "President, A", Office: "President", State: "A", Candidates: cands}},
+	}
+	for i := range precincts {
+		e.Precincts = append(e.Precincts, tally.Precinct{ID: tally.PrecinctID(fmt.Sprintf("p%d", i)), Name: "P",
+			County: "c1", State: "A", Region: "r1", Contests: []tally.ContestID{"pres-a"}})
+	}
+	if err := e.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t, e)
+	cfg.SnapshotInterval = 50 * time.Millisecond
+	r := MustOpenReconciler(t, cfg)
+	g := MustStartRegion(t, "r1", leafURL(r))
+	gw := MustConnectGateway(t, r)
+	waitStatus(t, r, gw, "r1", tally.StatusLive, 10*time.Second)
+
+	ctx := context.Background()
+	// saved reads the snapshot's last sequence and its NUID; a read
+	// during a save may fail.
+	saved := func() (uint64, string, error) {
+		info, err := r.obs.GetInfo(ctx, tally.SnapshotObject)
+		if err != nil {
+			return 0, "", err
+		}
+		b, err := r.obs.GetBytes(ctx, tally.SnapshotObject)
+		if err != nil {
+			return 0, "", err
+		}
+		_, totals, err := readSnapshot(bytes.NewReader(b), e)
+		if err != nil {
+			return 0, "", err
+		}
+		return totals.LastSeq("r1"), info.NUID, nil
+	}
+	waitSaved := func(seq uint64) string {
+		t.Helper()
+		var nuid string
+		waitFor(t, 10*time.Second, fmt.Sprintf("snapshot at seq %d", seq), func() error {
+			got, n, err := saved()
+			if err != nil {
+				return err
+			}
+			if got != seq {
+				return fmt.Errorf("snapshot at seq %d", got)
+			}
+			nuid = n
+			return nil
+		})
+		return nuid
+	}
+	waitApplied := func(seq uint64) {
+		t.Helper()
+		waitFor(t, 10*time.Second, fmt.Sprintf("seq %d applied", seq), func() error {
+			if got := r.Applied("r1"); got != seq {
+				return fmt.Errorf("applied %d", got)
+			}
+			return nil
+		})
+	}
+
+	var seq uint64
+	for _, p := range e.Precincts {
+		seq = g.publish(g.report(p.ID, "pres-a", 3, 4, false))
+	}
+	waitSaved(seq) // 256 events: due
+
+	// Three events are a 64th of 256 cells less one: not due, for the ten
+	// intervals watched (snapshotMaxWait is 60).
+	for i := range 3 {
+		seq = g.publish(g.report(e.Precincts[i].ID, "pres-a", 5, 6, false))
+	}
+	waitApplied(seq)
+	time.Sleep(10 * cfg.SnapshotInterval)
+	if got, _, err := saved(); err != nil || got != seq-3 {
+		t.Fatalf("snapshot at seq %d (%v) after 3 events, want still %d", got, err, seq-3)
+	}
+	seq = g.publish(g.report(e.Precincts[3].ID, "pres-a", 5, 6, false)) // the fourth
+	waitSaved(seq)
+
+	// One event: saved once snapshotMaxWait intervals (3 s) have passed
+	// since the last save, not at the next tick.
+	start := time.Now()
+	seq = g.publish(g.report(e.Precincts[4].ID, "pres-a", 7, 8, true))
+	nuid := waitSaved(seq)
+	if took, least := time.Since(start), snapshotMaxWait/2*cfg.SnapshotInterval; took < least {
+		t.Errorf("one event saved after %s, before %d intervals (%s)", took, snapshotMaxWait/2, least)
+	}
+
+	// A status record is not in the mirrors: saved at the next ticks, well
+	// before snapshotMaxWait.
+	start = time.Now()
+	r.mu.Lock()
+	r.statusEventLocked(0, tally.StatusLagging, 0)
+	r.mu.Unlock()
+	waitFor(t, 10*time.Second, "snapshot after a status change", func() error {
+		_, n, err := saved()
+		if err == nil && n == nuid {
+			return errors.New("not saved")
+		}
+		return err
+	})
+	if took, most := time.Since(start), snapshotMaxWait/2*cfg.SnapshotInterval; took >= most {
+		t.Errorf("status change saved after %s, not before %d intervals (%s)", took, snapshotMaxWait/2, most)
+	}
+}
+
 // A hub killed again and again while a region keeps reporting ends up with
 // every event applied once.
 func TestHubKilledRepeatedly(t *testing.T) {
