@@ -173,6 +173,10 @@ func (h *hub) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case ev := <-h.in:
+			if len(clients) == 0 {
+				add(ev) // no viewer: the snapshot and the ring only
+				continue
+			}
 			frame := gather(ev, h.in, add)
 			for c := range clients {
 				select {
