@@ -275,7 +275,8 @@ type HubConfig struct {
 	PublishInterval Duration        `json:"publish_interval"`
 	OfflineAfter    Duration        `json:"offline_after"`
 	// SnapshotInterval is how often the reconciler saves its state (when
-	// something changed) to resume from after a crash; CatchUpTimeout
+	// enough changed, reconciler.Config.SnapshotInterval) to resume from
+	// after a crash; CatchUpTimeout
 	// bounds how long a restarted hub applies what its mirrors hold before
 	// it first publishes.
 	SnapshotInterval Duration  `json:"snapshot_interval"`
