@@ -223,3 +223,58 @@ func (vs viewers) spread(k int64) (first, last time.Time, n int) {
 	}
 	return time.Unix(0, lo), time.Unix(0, hi), n
 }
+
+// How long the stream must go without a contest event before the fan-out
+// starts (settle), and how long the bench waits for that.
+const (
+	settleQuiet   = time.Second
+	settleTimeout = 2 * time.Minute
+)
+
+// settle waits until the SSE stream at rawURL has gone quiet for quiet:
+// no contest event after the snapshot a new viewer gets. Region and feed
+// events may still come. It returns how long it waited, and an error if
+// the stream never went quiet within timeout.
+func settle(ctx context.Context, rawURL string, quiet, timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET %s: %s", rawURL, resp.Status)
+	}
+	// The snapshot comes at once: the first contest event after a pause
+	// of 200 ms is a change.
+	var last atomic.Int64
+	last.Store(time.Now().UnixNano())
+	go func() {
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 64<<10), 16<<20)
+		for sc.Scan() {
+			if bytes.HasPrefix(sc.Bytes(), sseEvent) && bytes.Equal(bytes.TrimSpace(sc.Bytes()[len(sseEvent):]), []byte("contest")) {
+				last.Store(time.Now().UnixNano())
+			}
+		}
+	}()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return time.Since(start), fmt.Errorf("the live stream had a contest event at least every %s for %s", quiet, timeout)
+		case now := <-t.C:
+			if now.Sub(time.Unix(0, last.Load())) >= quiet {
+				return time.Since(start), nil
+			}
+		}
+	}
+}
