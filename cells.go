@@ -323,6 +323,40 @@ func (t *Totals) cellFor(p PrecinctID, c ContestID) (ref cellRef, cl cell, had b
 	return ref, cl, false
 }
 
+// LastContestSeqs returns, for each region and contest, the largest
+// stream sequence among the cells of the region's precincts in the
+// contest: the latest report applied there that the totals still hold.
+func (t *Totals) LastContestSeqs() map[RegionID]map[ContestID]uint64 {
+	m := map[RegionID]map[ContestID]uint64{}
+	note := func(p *Precinct, c ContestID, seq uint64) {
+		if p == nil {
+			return
+		}
+		rm := m[p.Region]
+		if rm == nil {
+			rm = map[ContestID]uint64{}
+			m[p.Region] = rm
+		}
+		rm[c] = max(rm[c], seq)
+	}
+	for c, gs := range t.groups {
+		for _, g := range gs {
+			if g == nil {
+				continue
+			}
+			for i := range g.cells {
+				if g.cells[i].has {
+					note(&t.e.Precincts[g.prec[i]], c, g.cells[i].seq)
+				}
+			}
+		}
+	}
+	for k, cl := range t.loose {
+		note(t.e.Precinct(k.p), k.c, cl.seq)
+	}
+	return m
+}
+
 // eachCell calls fn with every cell t holds, in no particular order.
 func (t *Totals) eachCell(fn func(p PrecinctID, c ContestID, cl *cell)) {
 	for c, gs := range t.groups {

@@ -13,6 +13,34 @@ import (
 	"github.com/tallyvote/tally"
 )
 
+// LastContestSeqs gives each region's latest sequence per contest, from
+// the cells: a later report of a cell counts, a redelivered one does not.
+func TestTotalsLastContestSeqs(t *testing.T) {
+	e, _ := MustBuildSmall(t)
+	p1, p2 := e.Precinct("xa-north-1"), e.Precinct("xa-north-2")
+	tt := tally.NewTotals(e)
+	rep := func(p *tally.Precinct, id string) *tally.Report {
+		return &tally.Report{ID: tally.EventID(string(p.Region) + "-" + id), Region: p.Region, Precinct: p.ID, Contest: "xa-president",
+			Votes: map[tally.CandidateID]int64{"smith": 1, "jones": 2}}
+	}
+	if got := tt.LastContestSeqs(); len(got) != 0 {
+		t.Errorf("LastContestSeqs of no cells = %v", got)
+	}
+	for i, r := range []*tally.Report{rep(p1, "a"), rep(p2, "b"), rep(p1, "c")} {
+		if !tt.Apply(uint64(5+i), r) {
+			t.Fatalf("report %d not applied", i)
+		}
+	}
+	tt.Apply(6, rep(p2, "b")) // redelivered
+	want := map[tally.RegionID]map[tally.ContestID]uint64{p1.Region: {"xa-president": 7}}
+	if p2.Region != p1.Region {
+		t.Fatalf("precincts in regions %s and %s; the test wants one", p1.Region, p2.Region)
+	}
+	if got := tt.LastContestSeqs(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("LastContestSeqs = %v, want %v", got, want)
+	}
+}
+
 func TestTotalsApply(t *testing.T) {
 	e, _ := MustBuildSmall(t)
 	p1, p2 := e.Precinct("xa-north-1"), e.Precinct("xa-north-2")
