@@ -70,7 +70,11 @@ type RegionResult struct {
 	LastUpdate time.Time             `json:"last_update,omitzero"`
 	Votes      map[CandidateID]int64 `json:"votes"`
 	Precincts  PrecinctCount         `json:"precincts"`
-	// Reconciled is the region's RegionStatus.Reconciled.
+	// Reconciled: the region's latest checkpoint matched and covers every
+	// results message of the region in this contest, and the region is
+	// live (RegionStatus.Reconciled asks the same of all its contests).
+	// ContestResult copies it from the statuses it is given; the
+	// reconciler gives each contest's own.
 	Reconciled bool `json:"reconciled"`
 }
 

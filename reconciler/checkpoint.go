@@ -65,20 +65,26 @@ func (r *Reconciler) checkpointLocked(reg tally.RegionID, seq uint64, cp tally.C
 
 // reconcileLocked recomputes whether region i is reconciled: its latest
 // checkpoint matched, no checkpoint ever mismatched, it is live, and no
-// results event came after that checkpoint. When that changes, the region's
-// contests are republished. The caller holds r.mu.
+// results event came after that checkpoint. It recomputes too whether the
+// region is reconciled in each of its contests: the same, but with no
+// results event of that contest after the checkpoint. A contest whose
+// flag changes is republished; only those: a region's next report makes
+// it unreconciled in that report's contest, not in all of its ballot.
+// The caller holds r.mu.
 func (r *Reconciler) reconcileLocked(i int) {
 	st := &r.statuses[i]
 	cp := st.Checkpoint
-	rec := cp != nil && cp.Matched && st.Alert == nil && st.Status == tally.StatusLive &&
-		r.chains[st.ID].Events == cp.Events
-	if rec == st.Reconciled {
-		return
+	checked := cp != nil && cp.Matched && st.Alert == nil && st.Status == tally.StatusLive
+	if rec := checked && r.chains[st.ID].Events == cp.Events; rec != st.Reconciled {
+		st.Reconciled = rec
+		r.regionsDirty = true
 	}
-	st.Reconciled = rec
-	r.regionsDirty = true
+	seqs, recs := r.contestSeq[st.ID], r.contestRec[st.ID]
 	for _, c := range r.regionContests[st.ID] {
-		r.dirty[c] = true
+		if rec := checked && seqs[c] <= cp.Seq; rec != recs[c] {
+			recs[c] = rec
+			r.dirty[c] = true
+		}
 	}
 }
 

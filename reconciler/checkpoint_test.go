@@ -1,8 +1,11 @@
 package reconciler
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -109,6 +112,72 @@ func TestCheckpointsReconcile(t *testing.T) {
 	h.waitContest(t, "pres-a", true, false)
 	if st := statusOf(h.r.Statuses(), "r1"); st.Reconciled || !st.Checkpoint.Matched {
 		t.Errorf("offline r1 = %+v: want its checkpoint matched, not reconciled", st)
+	}
+}
+
+// waitRegionIn waits until region reg's part of contest c, in memory and
+// in the bucket, has reconciled as wanted, and returns the bucket entry's
+// revision.
+func (h *hub) waitRegionIn(t *testing.T, c tally.ContestID, reg tally.RegionID, reconciled bool) uint64 {
+	t.Helper()
+	var rev uint64
+	waitFor(t, 10*time.Second, fmt.Sprintf("%s in %s reconciled=%v", reg, c, reconciled), func() error {
+		mem, _ := h.r.Result(c)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		ent, err := h.gw.kv.Get(ctx, tally.ContestKey(c))
+		if err != nil {
+			return err
+		}
+		var kv tally.ContestResult
+		if err := json.Unmarshal(ent.Value(), &kv); err != nil {
+			return err
+		}
+		for src, res := range map[string]tally.ContestResult{"memory": mem, "bucket": kv} {
+			i := slices.IndexFunc(res.Regions, func(rr tally.RegionResult) bool { return rr.ID == reg })
+			if i < 0 || res.Regions[i].Reconciled != reconciled {
+				return fmt.Errorf("%s: regions %+v", src, res.Regions)
+			}
+		}
+		rev = ent.Revision()
+		return nil
+	})
+	return rev
+}
+
+// A region's next report makes it unreconciled in that report's contest
+// only, until its next checkpoint covers the report: its other contests
+// keep the flag, and their published values do not change.
+func TestReconciledPerContest(t *testing.T) {
+	h := mustStartHub(t)
+	e := h.m.e
+	r2 := h.regions["r2"] // p3 in pres-a, p4 in pres-b
+	h.publish(r2.report("p3", "pres-a", 7, 1, true))
+	s := h.publish(r2.report("p4", "pres-b", 4, 2, true))
+	h.waitApplied(t, map[tally.RegionID]uint64{"r2": s}, 10*time.Second)
+	if st := h.waitCheckpoint(t, "r2", r2.checkpoint(e, nil)); !st.Reconciled {
+		t.Fatalf("r2 = %+v: want reconciled", st)
+	}
+	h.waitRegionIn(t, "pres-a", "r2", true)
+	revB := h.waitRegionIn(t, "pres-b", "r2", true)
+
+	s = h.publish(r2.report("p3", "pres-a", 8, 1, true))
+	h.waitApplied(t, map[tally.RegionID]uint64{"r2": s}, 10*time.Second)
+	h.waitRegionIn(t, "pres-a", "r2", false)
+	if st := statusOf(h.r.Statuses(), "r2"); st.Reconciled {
+		t.Errorf("r2 reconciled with an event past its checkpoint: %+v", st)
+	}
+	time.Sleep(5 * h.r.cfg.PublishInterval) // a change would have been published by now
+	if rev := h.waitRegionIn(t, "pres-b", "r2", true); rev != revB {
+		t.Errorf("pres-b has a new value (revision %d, was %d) with nothing of it changed", rev, revB)
+	}
+
+	if st := h.waitCheckpoint(t, "r2", r2.checkpoint(e, nil)); !st.Reconciled {
+		t.Fatalf("r2 = %+v: want reconciled", st)
+	}
+	h.waitRegionIn(t, "pres-a", "r2", true)
+	if err := checkAll(h.r, h.gw, h.m); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -133,6 +133,13 @@ func (r *Reconciler) apply(reg tally.RegionID, seq uint64, subject string, data 
 		return false
 	}
 	r.chains[reg].Add(seq, subject, data)
+	if rs := r.contestSeq[reg]; rs != nil {
+		rs[c] = seq
+		if r.contestRec[reg][c] { // an event past the checkpoint
+			r.contestRec[reg][c] = false
+			r.dirty[c] = true
+		}
+	}
 	if i := r.regionIdx[reg]; r.statuses[i].Reconciled {
 		r.reconcileLocked(i) // an event past the checkpoint
 	}

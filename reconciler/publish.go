@@ -249,7 +249,7 @@ func (r *Reconciler) publish(ctx context.Context) error {
 			if !r.dirty[c.ID] {
 				continue
 			}
-			out = append(out, kv{key: tally.ContestKey(c.ID), val: r.totals.ContestResult(c.ID, sm)})
+			out = append(out, kv{key: tally.ContestKey(c.ID), val: r.contestResultLocked(c.ID, sm)})
 			r.pub.counties[c.ID] = true
 			if c.Office != "" {
 				offices[c.Office] = true

@@ -159,9 +159,15 @@ type Reconciler struct {
 	statuses       []tally.RegionStatus // election order
 	lastUpdate     map[tally.RegionID]time.Time
 	regionContests map[tally.RegionID][]tally.ContestID
-	dirty          map[tally.ContestID]bool
-	regionsDirty   bool
-	regionIdx      map[tally.RegionID]int // index in statuses
+	// contestSeq is the stream sequence of the latest results message of
+	// each region in each contest, and contestRec whether the region is
+	// reconciled in the contest as last published (reconcileLocked).
+	// Under mu.
+	contestSeq   map[tally.RegionID]map[tally.ContestID]uint64
+	contestRec   map[tally.RegionID]map[tally.ContestID]bool
+	dirty        map[tally.ContestID]bool
+	regionsDirty bool
+	regionIdx    map[tally.RegionID]int // index in statuses
 	// mirrored reports, per region in election order, that its mirror
 	// exists and is consumed (attached, as of the last health check);
 	// heard that the region has been live or lagging since Open.
@@ -265,6 +271,8 @@ func New(cfg Config) (*Reconciler, error) {
 		attached:       map[tally.RegionID]bool{},
 		durable:        map[tally.RegionID]bool{},
 		regionContests: map[tally.RegionID][]tally.ContestID{},
+		contestSeq:     map[tally.RegionID]map[tally.ContestID]uint64{},
+		contestRec:     map[tally.RegionID]map[tally.ContestID]bool{},
 		regionIdx:      map[tally.RegionID]int{},
 		chains:         map[tally.RegionID]*tally.Chain{},
 		mirrored:       make([]bool, len(cfg.Election.Regions)),
@@ -286,6 +294,8 @@ func New(cfg Config) (*Reconciler, error) {
 			ID: reg.ID, Name: reg.Name, Status: tally.StatusOffline, Since: now,
 		})
 		r.regionIdx[reg.ID] = i
+		r.contestSeq[reg.ID] = map[tally.ContestID]uint64{}
+		r.contestRec[reg.ID] = map[tally.ContestID]bool{}
 		c := tally.NewChain(reg.ID)
 		r.chains[reg.ID] = &c
 	}
@@ -623,7 +633,7 @@ func (r *Reconciler) Result(c tally.ContestID) (res tally.ContestResult, ok bool
 	defer r.mu.Unlock()
 	sm := r.statusMapLocked()
 	if r.e.Contest(c) != nil {
-		return r.totals.ContestResult(c, sm), true
+		return r.contestResultLocked(c, sm), true
 	}
 	for _, office := range r.e.Offices() {
 		if tally.NationalContestID(office) == c {
@@ -649,10 +659,23 @@ func (r *Reconciler) statusMapLocked() map[tally.RegionID]tally.RegionStatus {
 	return m
 }
 
+// contestResultLocked is contest c's result, each region's Reconciled
+// being whether it is reconciled in c (contestRec). It sets the statuses
+// of c's regions in sm. The caller holds r.mu.
+func (r *Reconciler) contestResultLocked(c tally.ContestID, sm map[tally.RegionID]tally.RegionStatus) tally.ContestResult {
+	for _, reg := range r.e.ContestRegions(c) {
+		if st, ok := sm[reg]; ok {
+			st.Reconciled = r.contestRec[reg][c]
+			sm[reg] = st
+		}
+	}
+	return r.totals.ContestResult(c, sm)
+}
+
 func (r *Reconciler) nationalLocked(office string, sm map[tally.RegionID]tally.RegionStatus) tally.ContestResult {
 	var parts []tally.ContestResult
 	for _, c := range r.e.OfficeContests(office) {
-		parts = append(parts, r.totals.ContestResult(c, sm))
+		parts = append(parts, r.contestResultLocked(c, sm))
 	}
 	return tally.NationalResult(office, parts)
 }

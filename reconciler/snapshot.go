@@ -413,6 +413,14 @@ func (r *Reconciler) restore(s *snapshot, totals *tally.Totals) error {
 		}
 	}
 	r.totals = totals
+	seqs := totals.LastContestSeqs()
+	for _, reg := range r.e.Regions {
+		r.contestSeq[reg.ID] = seqs[reg.ID]
+		if r.contestSeq[reg.ID] == nil {
+			r.contestSeq[reg.ID] = map[tally.ContestID]uint64{}
+		}
+		clear(r.contestRec[reg.ID])
+	}
 	r.audit = append(r.audit[:0], s.Audit...)
 	r.gen, r.savedGen = 0, 0
 	r.unsaved, r.urgent, r.savedUrgent = 0, 0, 0
