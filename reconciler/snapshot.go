@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -226,6 +227,10 @@ func (r *Reconciler) snapshotLoop() {
 	}
 }
 
+// snapshotLeaderWait bounds how long openSnapshot waits for a new
+// replicated snapshot bucket to answer.
+const snapshotLeaderWait = 30 * time.Second
+
 // openSnapshot creates the snapshot bucket and restores the snapshot in it,
 // if any. A snapshot of another election is an error naming it; none is a
 // fresh start.
@@ -241,6 +246,16 @@ func (r *Reconciler) openSnapshot(ctx context.Context) error {
 	}
 	r.obs = obs
 	info, err := obs.GetInfo(ctx, tally.SnapshotObject)
+	// A replicated bucket just created answers no one until its stream
+	// has a leader (an external cluster, at the hub's first start).
+	for end := time.Now().Add(snapshotLeaderWait); errors.Is(err, nats.ErrNoResponders) && time.Now().Before(end); {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("read snapshot: %w", err)
+		case <-time.After(250 * time.Millisecond):
+		}
+		info, err = obs.GetInfo(ctx, tally.SnapshotObject)
+	}
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		r.log.Info().Msg("no snapshot: fresh start")
 		return r.purgeOrphanChunks(ctx, "")
