@@ -328,7 +328,8 @@ func (t *Totals) cellFor(p PrecinctID, c ContestID) (ref cellRef, cl cell, had b
 // contest: the latest report applied there that the totals still hold.
 func (t *Totals) LastContestSeqs() map[RegionID]map[ContestID]uint64 {
 	m := map[RegionID]map[ContestID]uint64{}
-	note := func(p *Precinct, c ContestID, seq uint64) {
+	t.eachCell(func(id PrecinctID, c ContestID, cl *cell) {
+		p := t.e.Precinct(id)
 		if p == nil {
 			return
 		}
@@ -337,23 +338,8 @@ func (t *Totals) LastContestSeqs() map[RegionID]map[ContestID]uint64 {
 			rm = map[ContestID]uint64{}
 			m[p.Region] = rm
 		}
-		rm[c] = max(rm[c], seq)
-	}
-	for c, gs := range t.groups {
-		for _, g := range gs {
-			if g == nil {
-				continue
-			}
-			for i := range g.cells {
-				if g.cells[i].has {
-					note(&t.e.Precincts[g.prec[i]], c, g.cells[i].seq)
-				}
-			}
-		}
-	}
-	for k, cl := range t.loose {
-		note(t.e.Precinct(k.p), k.c, cl.seq)
-	}
+		rm[c] = max(rm[c], cl.seq)
+	})
 	return m
 }
 

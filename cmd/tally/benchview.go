@@ -99,10 +99,15 @@ func (v *viewer) read(r *bufio.Reader) {
 	}
 }
 
+// isContestEvent reports whether an SSE line names a contest event.
+func isContestEvent(line []byte) bool {
+	return bytes.HasPrefix(line, sseEvent) && bytes.Equal(bytes.TrimSpace(line[len(sseEvent):]), []byte("contest"))
+}
+
 func (v *viewer) line(line []byte, watched *bool) {
 	switch {
 	case bytes.HasPrefix(line, sseEvent):
-		*watched = bytes.Equal(bytes.TrimSpace(line[len(sseEvent):]), []byte("contest"))
+		*watched = isContestEvent(line)
 	case *watched && bytes.HasPrefix(line, sseData) && bytes.HasPrefix(line[len(sseData):], v.prefix):
 		now := time.Now().UnixNano()
 		data := line[len(sseData):]
@@ -252,15 +257,15 @@ func settle(ctx context.Context, rawURL string, quiet, timeout time.Duration) (t
 	if resp.StatusCode != http.StatusOK {
 		return 0, fmt.Errorf("GET %s: %s", rawURL, resp.Status)
 	}
-	// The snapshot comes at once: the first contest event after a pause
-	// of 200 ms is a change.
+	// The snapshot's contest events come at once and count like any
+	// other: the stream is quiet once quiet passes without one.
 	var last atomic.Int64
 	last.Store(time.Now().UnixNano())
 	go func() {
 		sc := bufio.NewScanner(resp.Body)
 		sc.Buffer(make([]byte, 64<<10), 16<<20)
 		for sc.Scan() {
-			if bytes.HasPrefix(sc.Bytes(), sseEvent) && bytes.Equal(bytes.TrimSpace(sc.Bytes()[len(sseEvent):]), []byte("contest")) {
+			if isContestEvent(sc.Bytes()) {
 				last.Store(time.Now().UnixNano())
 			}
 		}
