@@ -3,6 +3,7 @@ package tally
 import (
 	"bufio"
 	"cmp"
+	"encoding/base64"
 	"encoding/json"
 	"hash/fnv"
 	"io"
@@ -110,19 +111,26 @@ func (c *TotalsCopy) writeGroups(bw *bufio.Writer) error {
 				continue
 			}
 			g := compactGroup{Contest: con.ID, Region: c.e.Regions[ri].ID, Candidates: c.ci[con.ID].ids,
-				Slots: len(idx.ballots[con.ID][ri]), Check: slotsCheck(c.e, idx.ballots[con.ID][ri]), Data: gc.data}
+				Slots: len(idx.ballots[con.ID][ri]), Check: slotsCheck(c.e, idx.ballots[con.ID][ri])}
 			for _, x := range gc.extras {
 				g.Extras = append(g.Extras, compactExtra{x.other, x.voteTypes})
-			}
-			gb, err := json.Marshal(&g)
-			if err != nil {
-				return err
 			}
 			if !first {
 				bw.WriteByte(',')
 			}
 			first = false
-			bw.Write(gb)
+			// The data goes from the copy's bytes to base64 (as
+			// encoding/json writes a []byte) straight into bw: a
+			// national night's groups are megabytes each.
+			if err := WriteJSONWith(bw, &g, "data", "null", func() error {
+				bw.WriteByte('"')
+				enc := base64.NewEncoder(base64.StdEncoding, bw)
+				enc.Write(gc.data)
+				enc.Close()
+				return bw.WriteByte('"')
+			}); err != nil {
+				return err
+			}
 		}
 	}
 	return bw.WriteByte(']')
