@@ -18,8 +18,10 @@ func (g *Gateway) routes() *echo.Echo {
 	e.Use(g.requestContext)
 
 	// Not an echo Group: a group with middleware answers 404 for every
-	// unmatched path under it, hiding 405s.
-	api := func(path string, h echo.HandlerFunc) { e.GET("/api/v1"+path, h, publicAPI) }
+	// unmatched path under it, hiding 405s. The routes' own middleware is
+	// applied here, once: echo applies a route's middleware on every
+	// request.
+	api := func(path string, h echo.HandlerFunc) { e.GET("/api/v1"+path, publicAPI(h)) }
 	api("/election", g.getElection)
 	api("/contests", g.getContests)
 	api("/contests/:id", g.getContest)
@@ -30,8 +32,8 @@ func (g *Gateway) routes() *echo.Echo {
 	api("/precincts/:id", g.getPrecinct)
 	api("/stream", g.stream)
 	// Admin routes are not public: no CORS, and a bearer token.
-	e.POST("/api/v1/admin/calls", g.postAdminCall, g.adminAuth)
-	e.POST("/api/v1/admin/regions/:id/link", g.postRegionLink, g.adminAuth)
+	e.POST("/api/v1/admin/calls", g.adminAuth(g.postAdminCall))
+	e.POST("/api/v1/admin/regions/:id/link", g.adminAuth(g.postRegionLink))
 
 	e.GET("/healthz", g.healthz)
 	e.GET("/readyz", g.readyz)
