@@ -11,6 +11,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // RegionID names a region: a group of counties served by one region node.
@@ -111,6 +112,12 @@ type electionIndex struct {
 	// Regions), the indexes in Precincts of the region's precincts with the
 	// contest on their ballot, ascending: the slots of a Totals' cells.
 	ballots map[ContestID][][]int32
+	// checks holds slotsCheck of each of ballots' groups, made on first
+	// use (the hub's first snapshot or restore): hashing the precinct ids
+	// of a national night's 5 million slots takes a quarter of a second,
+	// too much to repeat in every snapshot.
+	checksOnce sync.Once
+	checks     map[ContestID][]uint64
 }
 
 // LoadElection decodes an election definition in JSON and validates it.

@@ -73,6 +73,26 @@ func slotsCheck(e *Election, slots []int32) uint64 {
 	return h.Sum64()
 }
 
+// groupCheck returns slotsCheck of the slots of contest c in the region
+// of index ri, computed once per election.
+func (e *Election) groupCheck(c ContestID, ri int) uint64 {
+	idx := e.index()
+	idx.checksOnce.Do(func() {
+		idx.checks = make(map[ContestID][]uint64, len(idx.ballots))
+		for con, gs := range idx.ballots {
+			cs := make([]uint64, len(gs))
+			for i, slots := range gs {
+				cs[i] = slotsCheck(e, slots)
+			}
+			idx.checks[con] = cs
+		}
+	})
+	if cs := idx.checks[c]; ri < len(cs) {
+		return cs[ri]
+	}
+	return slotsCheck(e, nil) // no such group: no slots
+}
+
 // WriteCompact writes the copy in the compact form, a group at a time;
 // ReadTotalsCompact reads it back. A copy is written once.
 func (c *TotalsCopy) WriteCompact(w io.Writer) error {
@@ -111,7 +131,7 @@ func (c *TotalsCopy) writeGroups(bw *bufio.Writer) error {
 				continue
 			}
 			g := compactGroup{Contest: con.ID, Region: c.e.Regions[ri].ID, Candidates: c.ci[con.ID].ids,
-				Slots: len(idx.ballots[con.ID][ri]), Check: slotsCheck(c.e, idx.ballots[con.ID][ri])}
+				Slots: len(idx.ballots[con.ID][ri]), Check: c.e.groupCheck(con.ID, ri)}
 			for _, x := range gc.extras {
 				g.Extras = append(g.Extras, compactExtra{x.other, x.voteTypes})
 			}
