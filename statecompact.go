@@ -242,7 +242,7 @@ func readGroup(e *Election, idx *electionIndex, rs *totalsRestorer, g *compactGr
 	if b := idx.ballots[g.Contest]; b != nil {
 		slots = b[ri]
 	}
-	if g.Slots != len(slots) || g.Check != slotsCheck(e, slots) {
+	if g.Slots != len(slots) || g.Check != e.groupCheck(g.Contest, ri) {
 		return bad("its %d slots are not the election's %d precincts with the contest on their ballot", g.Slots, len(slots))
 	}
 	ci := rs.t.candIndex(g.Contest)
