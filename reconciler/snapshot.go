@@ -194,6 +194,11 @@ func snapshotDue(changed, urgent bool, unsaved uint64, cells int, waited, interv
 func (r *Reconciler) saveDue(waited time.Duration) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.saveDueLocked(waited)
+}
+
+// saveDueLocked is saveDue for a caller that holds r.mu.
+func (r *Reconciler) saveDueLocked(waited time.Duration) bool {
 	return snapshotDue(r.gen != r.savedGen, r.urgent != r.savedUrgent, r.unsaved, r.totals.Cells(), waited, r.cfg.SnapshotInterval)
 }
 

@@ -537,7 +537,7 @@ func TestSnapshotWaitsForEvents(t *testing.T) {
 	// A status record is not in the mirrors: due at once, and saved.
 	r.mu.Lock()
 	r.statusEventLocked(0, tally.StatusLagging, 0)
-	urgent := snapshotDue(r.gen != r.savedGen, r.urgent != r.savedUrgent, r.unsaved, r.totals.Cells(), 0, cfg.SnapshotInterval)
+	urgent := r.saveDueLocked(0)
 	r.mu.Unlock()
 	if !urgent {
 		t.Error("a status record is not due at once")
