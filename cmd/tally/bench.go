@@ -64,8 +64,9 @@ func quickBenchOptions() benchOptions {
 
 // BenchMain runs `tally bench`. The same command, with hidden flags, also
 // serves the minimal HTTP baselines in a child process (--serve-baseline),
-// and wraps tally hub or tally region with CPU and heap profiling
-// (--profile-child, used by --profile).
+// measures the hub's memory floor in one (--memory-floor DIR), and wraps
+// tally hub or tally region with CPU and heap profiling (--profile-child,
+// used by --profile).
 type BenchMain struct {
 	// Exe is the tally binary the children run; empty = this executable.
 	Exe string
@@ -77,6 +78,7 @@ type BenchMain struct {
 	done        chan struct{}
 
 	serve       bool
+	floorDir    string
 	srv         *http.Server
 	profileRole string
 	profileOut  string
@@ -122,6 +124,7 @@ func (m *BenchMain) ParseFlags(args []string, _ func(string) string) error {
 	fs.StringVar(&o.HubMemoryLimit, "hub-memory-limit", "", "run the hub with this GOMEMLIMIT (Go's soft memory limit, for example 3GiB); none when empty")
 	fs.StringVar(&o.Profile, "profile", "", "write CPU profiles (one per phase: <role>.cpu.<n>-<phase>.pprof) and heap profiles of the hub and the regions into this directory")
 	fs.BoolVar(&m.serve, "serve-baseline", false, "(internal) serve the minimal HTTP baselines")
+	fs.StringVar(&m.floorDir, "memory-floor", "", "(internal) measure the hub's memory floor, its store in this directory, and print it")
 	fs.StringVar(&m.profileRole, "profile-child", "", "(internal) run hub or region with profiling")
 	fs.StringVar(&m.profileOut, "profile-out", "", "(internal) profile file prefix")
 	if err := fs.Parse(args); err != nil {
@@ -173,14 +176,27 @@ func (m *BenchMain) ParseFlags(args []string, _ func(string) string) error {
 	return nil
 }
 
-// Done is closed when the bench has finished (never, when serving the
-// baselines or wrapping a role: those wait for a signal).
+// Done is closed when the bench, or the memory floor's measurement, has
+// finished (never, when serving the baselines or wrapping a role: those
+// wait for a signal).
 func (m *BenchMain) Done() <-chan struct{} { return m.done }
 
 // Run runs the bench to the end, or starts the baseline server or the
 // profiled role.
 func (m *BenchMain) Run(ctx context.Context) error {
 	switch {
+	case m.floorDir != "":
+		defer close(m.done)
+		f, err := measureMemoryFloor(ctx, m.floorDir, m.opts, 0)
+		if err != nil {
+			return err
+		}
+		b, err := json.Marshal(f)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(m.out, "%s%s\n", memoryFloorLine, b)
+		return err
 	case m.serve:
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -532,7 +548,7 @@ func (m *BenchMain) run(ctx context.Context) (*benchReport, error) {
 		}
 	}
 	procs := "hub and regions: child processes of this binary (tally hub, tally region; pids in the notes); " +
-		"load generator, viewers, raw JetStream baselines and the baseline mirror: this process; minimal HTTP baselines: a child process (tally bench --serve-baseline)"
+		"load generator, viewers, raw JetStream baselines and the baseline mirror: this process; minimal HTTP baselines: a child process (tally bench --serve-baseline); the hub's memory floor: a child process (tally bench --memory-floor)"
 	if o.Profile != "" {
 		procs = strings.Replace(procs, "(tally hub, tally region;", "(tally bench --profile-child hub|region, the same HubMain and RegionMain with pprof;", 1)
 	}
@@ -1016,6 +1032,11 @@ func (m *BenchMain) run(ctx context.Context) (*benchReport, error) {
 			commas(float64(fN)), fEl.Round(time.Millisecond), cuRate/fRate))
 
 	// Memory.
+	prog.set("memory floor", nil)
+	mf, err := runMemoryFloor(ctx, exe, dir, o)
+	if err != nil {
+		return rep, fmt.Errorf("memory floor: %w", err)
+	}
 	hubRSS, err := hub.peakRSS()
 	if err != nil {
 		return rep, err
@@ -1032,6 +1053,11 @@ func (m *BenchMain) run(ctx context.Context) (*benchReport, error) {
 	mib := func(v int64) float64 { return float64(v) / (1 << 20) }
 	rep.add("hub peak RSS", mib(hubRSS), "MiB", mib(stored*evBytes), "events stored, canonical bytes", float64(hubRSS)/float64(stored*evBytes), "< 2048 MiB", ptr(hubRSS < 2<<30),
 		fmt.Sprintf("VmHWM of the hub process over the whole run; it stored %s events (about %d bytes each)", commas(float64(stored)), evBytes))
+	floorStored := int64(mf.Events) * evBytes
+	mibU := func(v uint64) float64 { return float64(v) / (1 << 20) }
+	rep.add("hub memory floor", mib(mf.PeakRSS), "MiB", mib(floorStored), "events stored, canonical bytes", float64(mf.PeakRSS)/float64(floorStored), "", nil,
+		fmt.Sprintf("a process holding only what the hub must hold for the night, none of its other work: the election and its index (%.1f MiB), the national totals with the ingest's %s events applied (their cells, %.1f MiB), and JetStream holding those events in one file-backed stream per region under their precinct-and-contest subjects, as the hub's mirrors (%.1f MiB right after the last acknowledgement); each the growth of the live heap after a collection. The value is that process's VmHWM under Go's default collector (GOGC=100, no memory limit). The hub's peak RSS is %.2f of it; the hub also stored the freshness load and the catch-up backlog (%s events more)",
+			mibU(mf.Election), commas(float64(mf.Events)), mibU(mf.Cells), mibU(mf.JetStream), float64(hubRSS)/float64(mf.PeakRSS), commas(float64(stored-int64(mf.Events)))))
 	regStored := int64(events/len(regions)) + loadSent.Load()/int64(len(regions))
 	if regID == crp.id {
 		regStored += int64(o.Backlog)

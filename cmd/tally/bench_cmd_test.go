@@ -106,7 +106,7 @@ func TestBenchCommand(t *testing.T) {
 	if !rep.Completed {
 		t.Errorf("completed = false")
 	}
-	want := []string{"ingest", "ingest floor", "CPU per event", "freshness p50", "freshness p99", "fan-out p50", "fan-out p99", "reads", "reads CPU/req", "catch-up", "catch-up floor", "hub peak RSS", "region peak RSS"}
+	want := []string{"ingest", "ingest floor", "CPU per event", "freshness p50", "freshness p99", "fan-out p50", "fan-out p99", "reads", "reads CPU/req", "catch-up", "catch-up floor", "hub peak RSS", "hub memory floor", "region peak RSS"}
 	got := map[string]benchRow{}
 	for _, r := range rep.Rows {
 		got[r.Name] = r

@@ -7,10 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -256,135 +253,33 @@ var (
 )
 
 // BenchmarkHubMemoryFloor measures the memory the hub cannot do without for
-// a night of tally bench's synthetic election (4 regions, 2 reports per
-// precinct and contest, 1% corrected), with none of its other work, in this
-// process, as the growth of the live heap after a collection:
-//   - the election and its index;
-//   - the national totals (tally.Totals) with every event applied: their
-//     cells;
-//   - JetStream holding the night's events: one file-backed stream per
-//     region, every precinct and contest its own subject, as in the hub's
-//     mirrors (published without Nats-Msg-Id: a mirror keeps no duplicate
-//     window). Right after the last acknowledgement, and rested: the least
-//     of a sample every 2 s over the next 30 s idle, as the server's
-//     message block caches expire.
-//
-// floor_MiB is the rested sum; peak_rss_MiB is this process's peak resident
-// set (VmHWM) under the default collector (GOGC=100, no memory limit), as
-// the hub runs.
+// the night of tally bench's synthetic election (its default shape: 4
+// regions, 2 reports per precinct and contest, 1% corrected), with none of
+// its other work, in this process (measureMemoryFloor): the live heap the
+// election, the totals' cells and JetStream holding the events each add,
+// JetStream's again after 30 s idle (the least of a sample every 2 s, as
+// its message block caches expire), floor_MiB the rested sum, and
+// peak_rss_MiB this process's peak resident set under the collector it
+// runs with (GOGC=100 and no memory limit unless GOGC or GOMEMLIMIT say).
 //
 //	go test -run '^$' -bench HubMemoryFloor -benchtime 1x ./cmd/tally -floor.precincts 175000 -floor.contests 30
 func BenchmarkHubMemoryFloor(b *testing.B) {
-	heap := func() uint64 {
-		var m runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&m)
-		return m.HeapAlloc
-	}
+	o := defaultBenchOptions()
+	o.Precincts, o.Contests = *floorPrecincts, *floorContests
 	mib := func(v uint64) float64 { return float64(v) / (1 << 20) }
-	ctx := context.Background()
+	var f memoryFloor
 	for b.Loop() {
-		start := heap()
-		be, err := newBenchElection(*floorPrecincts, *floorContests, 4, 2, 0.01)
-		if err != nil {
+		var err error
+		if f, err = measureMemoryFloor(context.Background(), b.TempDir(), o, 30*time.Second); err != nil {
 			b.Fatal(err)
 		}
-		atElection := heap()
-
-		// The events in the order the bench's ingest sends them, each
-		// region's numbered from 1 as its stream stores them; a correction
-		// names its final report's sequence.
-		seq := map[tally.RegionID]uint64{}
-		finalSeq := map[cell]uint64{}
-		regionIndex := map[tally.RegionID]int{}
-		for i, r := range be.regions {
-			regionIndex[r] = i
-		}
-		night := func(fn func(seq uint64, r *tally.Report) error) error {
-			clear(seq)
-			return be.events(2, finalSeq, func(r *tally.Report) error {
-				seq[r.Region]++
-				if r.Complete && r.Correction == nil {
-					p, _ := strconv.Atoi(strings.TrimPrefix(string(r.Precinct), "p"))
-					j, _ := strconv.Atoi(strings.TrimPrefix(string(r.Contest), string(r.Region)+"-c"))
-					if c := (cell{r: regionIndex[r.Region], p: p, j: j}); be.corrected(c) {
-						finalSeq[c] = seq[r.Region]
-					}
-				}
-				return fn(seq[r.Region], r)
-			})
-		}
-		tt := tally.NewTotals(be.e)
-		applied := 0
-		if err := night(func(seq uint64, r *tally.Report) error {
-			if tt.Apply(seq, r) {
-				applied++
-			}
-			return nil
-		}); err != nil {
-			b.Fatal(err)
-		}
-		withCells := heap()
-
-		ns, err := embeddedJS(b.TempDir(), "", nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		nc, err := nats.Connect(ns.ClientURL())
-		if err != nil {
-			b.Fatal(err)
-		}
-		js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, r := range be.regions {
-			if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "M_" + string(r), Subjects: []string{tally.ResultsSubjects(r)}, Storage: jetstream.FileStorage}); err != nil {
-				b.Fatal(err)
-			}
-		}
-		events := 0
-		buf := make([]byte, 0, 512)
-		err = night(func(_ uint64, r *tally.Report) error {
-			buf = appendReport(buf[:0], r)
-			if _, err := js.PublishAsync(tally.ResultsSubject(r.Region, r.Precinct, r.Contest), bytes.Clone(buf), jetstream.WithStallWait(time.Minute)); err != nil {
-				return err
-			}
-			events++
-			return nil
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		select {
-		case <-js.PublishAsyncComplete():
-		case <-time.After(10 * time.Minute):
-			b.Fatal("acknowledgements missing after 10 minutes")
-		}
-		stored := heap()
-		rested := stored
-		for range 15 {
-			time.Sleep(2 * time.Second)
-			rested = min(rested, heap())
-		}
-		rss, err := procStatusBytes(os.Getpid(), "VmHWM:")
-		if err != nil {
-			b.Fatal(err)
-		}
-		runtime.KeepAlive(tt)
-		nc.Close()
-		ns.Shutdown()
-		ns.WaitForShutdown()
-
-		cells := *floorPrecincts * *floorContests
-		b.ReportMetric(float64(events), "events")
-		b.ReportMetric(float64(applied), "applied")
-		b.ReportMetric(mib(atElection-start), "election_MiB")
-		b.ReportMetric(mib(withCells-atElection), "cells_MiB")
-		b.ReportMetric(mib(stored-withCells), "jetstream_MiB")
-		b.ReportMetric(mib(rested-withCells), "jetstream_rested_MiB")
-		b.ReportMetric(float64(rested-withCells)/float64(cells), "jetstream_rested_bytes/subject")
-		b.ReportMetric(mib(rested-start), "floor_MiB")
-		b.ReportMetric(mib(uint64(rss)), "peak_rss_MiB")
 	}
+	b.ReportMetric(float64(f.Events), "events")
+	b.ReportMetric(mib(f.Election), "election_MiB")
+	b.ReportMetric(mib(f.Cells), "cells_MiB")
+	b.ReportMetric(mib(f.JetStream), "jetstream_MiB")
+	b.ReportMetric(mib(f.JetStreamRested), "jetstream_rested_MiB")
+	b.ReportMetric(float64(f.JetStreamRested)/float64(o.Precincts*o.Contests), "jetstream_rested_bytes/subject")
+	b.ReportMetric(mib(f.Election+f.Cells+f.JetStreamRested), "floor_MiB")
+	b.ReportMetric(float64(f.PeakRSS)/(1<<20), "peak_rss_MiB")
 }
