@@ -218,13 +218,21 @@ func embeddedJS(dir, domain string, mod func(*server.Options)) (*server.Server, 
 // Nats-Msg-Id, asynchronously, and waits for every acknowledgement. It
 // returns how many it published.
 func asyncPublish(ctx context.Context, js jetstream.JetStream, gen func(func(*tally.Report) error) error, done *atomic.Int64) (int, error) {
+	return publishReports(ctx, js, gen, done, true)
+}
+
+// publishReports is asyncPublish, with each event's id as Nats-Msg-Id only
+// when msgIDs.
+func publishReports(ctx context.Context, js jetstream.JetStream, gen func(func(*tally.Report) error) error, done *atomic.Int64, msgIDs bool) (int, error) {
 	n := 0
 	buf := make([]byte, 0, 512)
 	err := gen(func(r *tally.Report) error {
 		buf = appendReport(buf[:0], r)
 		m := nats.NewMsg(tally.ResultsSubject(r.Region, r.Precinct, r.Contest))
 		m.Data = bytes.Clone(buf)
-		m.Header.Set(jetstream.MsgIDHeader, string(r.ID))
+		if msgIDs {
+			m.Header.Set(jetstream.MsgIDHeader, string(r.ID))
+		}
 		// A store slower than the publisher (a large run on a loaded
 		// machine) stalls it: it waits, up to a bound far above any pause.
 		if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute)); err != nil {

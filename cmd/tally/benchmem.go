@@ -118,26 +118,11 @@ func measureMemoryFloor(ctx context.Context, dir string, o benchOptions, rest ti
 			return f, err
 		}
 	}
-	buf := make([]byte, 0, 512)
-	err = night(func(_ uint64, r *tally.Report) error {
-		buf = appendReport(buf[:0], r)
-		// A store slower than the publisher stalls it, up to a bound far
-		// above any pause.
-		if _, err := js.PublishAsync(tally.ResultsSubject(r.Region, r.Precinct, r.Contest), bytes.Clone(buf), jetstream.WithStallWait(time.Minute)); err != nil {
-			return err
-		}
-		f.Events++
-		return nil
-	})
+	f.Events, err = publishReports(ctx, js, func(fn func(*tally.Report) error) error {
+		return night(func(_ uint64, r *tally.Report) error { return fn(r) })
+	}, nil, false)
 	if err != nil {
-		return f, err
-	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-ctx.Done():
-		return f, ctx.Err()
-	case <-time.After(10 * time.Minute):
-		return f, fmt.Errorf("memory floor: acknowledgements missing after 10 minutes")
+		return f, fmt.Errorf("memory floor: %w", err)
 	}
 	stored := liveHeap()
 	if rest > 0 {
