@@ -1054,10 +1054,9 @@ func (m *BenchMain) run(ctx context.Context) (*benchReport, error) {
 	rep.add("hub peak RSS", mib(hubRSS), "MiB", mib(stored*evBytes), "events stored, canonical bytes", float64(hubRSS)/float64(stored*evBytes), "< 2048 MiB", ptr(hubRSS < 2<<30),
 		fmt.Sprintf("VmHWM of the hub process over the whole run; it stored %s events (about %d bytes each)", commas(float64(stored)), evBytes))
 	floorStored := int64(mf.Events) * evBytes
-	mibU := func(v uint64) float64 { return float64(v) / (1 << 20) }
 	rep.add("hub memory floor", mib(mf.PeakRSS), "MiB", mib(floorStored), "events stored, canonical bytes", float64(mf.PeakRSS)/float64(floorStored), "", nil,
 		fmt.Sprintf("a process holding only what the hub must hold for the night, none of its other work: the election and its index (%.1f MiB), the national totals with the ingest's %s events applied (their cells, %.1f MiB), and JetStream holding those events in one file-backed stream per region under their precinct-and-contest subjects, as the hub's mirrors (%.1f MiB right after the last acknowledgement); each the growth of the live heap after a collection. The value is that process's VmHWM under Go's default collector (GOGC=100, no memory limit). The hub's peak RSS is %.2f of it; the hub also stored the freshness load and the catch-up backlog (%s events more)",
-			mibU(mf.Election), commas(float64(mf.Events)), mibU(mf.Cells), mibU(mf.JetStream), float64(hubRSS)/float64(mf.PeakRSS), commas(float64(stored-int64(mf.Events)))))
+			mib(int64(mf.Election)), commas(float64(mf.Events)), mib(int64(mf.Cells)), mib(int64(mf.JetStream)), float64(hubRSS)/float64(mf.PeakRSS), commas(float64(stored-int64(mf.Events)))))
 	regStored := int64(events/len(regions)) + loadSent.Load()/int64(len(regions))
 	if regID == crp.id {
 		regStored += int64(o.Backlog)

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tallyvote/tally"
@@ -87,6 +88,16 @@ func benchContest(r tally.RegionID, j int) tally.ContestID {
 }
 
 func benchPrecinct(i int) tally.PrecinctID { return tally.PrecinctID("p" + strconv.Itoa(i)) }
+
+// cellOf returns the cell of a report or correction this file made, from
+// its region, precinct and contest ids (see newBenchElection, benchPrecinct
+// and benchContest).
+func cellOf(r *tally.Report) cell {
+	ri, _ := strconv.Atoi(strings.TrimPrefix(string(r.Region), "r"))
+	p, _ := strconv.Atoi(strings.TrimPrefix(string(r.Precinct), "p"))
+	j, _ := strconv.Atoi(strings.TrimPrefix(string(r.Contest), string(r.Region)+"-c"))
+	return cell{r: ri - 1, p: p, j: j}
+}
 
 // cell is one precinct and contest: p is the precinct's index in the
 // election, j the contest's index on the region's ballot.

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -48,6 +47,10 @@ func liveHeap() uint64 {
 	return m.HeapAlloc
 }
 
+// grown returns how much the live heap grew from before to after; 0 when it
+// shrank.
+func grown(before, after uint64) uint64 { return after - min(before, after) }
+
 // measureMemoryFloor measures, in this process, what the hub cannot do
 // without for the night of a synthetic election of size o (its ingest's
 // events, corrections included; retries are duplicates and not stored): the
@@ -69,10 +72,6 @@ func measureMemoryFloor(ctx context.Context, dir string, o benchOptions, rest ti
 	// The events in the order the ingest's clients make them, each region's
 	// numbered from 1 as its stream stores them; a correction names its
 	// final report's sequence.
-	regionIndex := map[tally.RegionID]int{}
-	for i, r := range be.regions {
-		regionIndex[r] = i
-	}
 	seq := map[tally.RegionID]uint64{}
 	finalSeq := map[cell]uint64{}
 	night := func(fn func(seq uint64, r *tally.Report) error) error {
@@ -80,9 +79,7 @@ func measureMemoryFloor(ctx context.Context, dir string, o benchOptions, rest ti
 		return be.events(o.Clients, finalSeq, func(r *tally.Report) error {
 			seq[r.Region]++
 			if r.Complete && r.Correction == nil {
-				p, _ := strconv.Atoi(strings.TrimPrefix(string(r.Precinct), "p"))
-				j, _ := strconv.Atoi(strings.TrimPrefix(string(r.Contest), string(r.Region)+"-c"))
-				if c := (cell{r: regionIndex[r.Region], p: p, j: j}); be.corrected(c) {
+				if c := cellOf(r); be.corrected(c) {
 					finalSeq[c] = seq[r.Region]
 				}
 			}
@@ -135,15 +132,13 @@ func measureMemoryFloor(ctx context.Context, dir string, o benchOptions, rest ti
 			}
 			rested = min(rested, liveHeap())
 		}
-		f.JetStreamRested = rested - min(withCells, rested)
+		f.JetStreamRested = grown(withCells, rested)
 	}
 	if f.PeakRSS, err = procStatusBytes(os.Getpid(), "VmHWM:"); err != nil {
 		return f, err
 	}
 	runtime.KeepAlive(tt)
-	f.Election = atElection - min(start, atElection)
-	f.Cells = withCells - min(atElection, withCells)
-	f.JetStream = stored - min(withCells, stored)
+	f.Election, f.Cells, f.JetStream = grown(start, atElection), grown(atElection, withCells), grown(withCells, stored)
 	return f, nil
 }
 
