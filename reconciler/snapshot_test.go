@@ -441,7 +441,11 @@ func TestSnapshotWaitsForEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := testConfig(t, e)
-	cfg.SnapshotInterval = 50 * time.Millisecond
+	// snapshotMaxWait intervals (12 s) after a save, the loop saves even a
+	// single event: far more than the steps below take between a save
+	// and the check that none followed, even on a loaded machine (with 50
+	// ms, 3 s, a CI run saw such a save).
+	cfg.SnapshotInterval = 200 * time.Millisecond
 	// No status change once live, even on a loaded machine: a status
 	// record is saved at once, and would be a save this test did not ask.
 	cfg.OfflineAfter, cfg.LagThreshold = time.Minute, 1<<40
@@ -469,10 +473,10 @@ func TestSnapshotWaitsForEvents(t *testing.T) {
 		}
 		return totals.LastSeq("r1"), info.NUID, nil
 	}
-	waitSaved := func(seq uint64) string {
+	waitSaved := func(seq uint64, within time.Duration) string {
 		t.Helper()
 		var nuid string
-		waitFor(t, 10*time.Second, fmt.Sprintf("snapshot at seq %d", seq), func() error {
+		waitFor(t, within, fmt.Sprintf("snapshot at seq %d", seq), func() error {
 			got, n, err := saved()
 			if err != nil {
 				return err
@@ -499,7 +503,7 @@ func TestSnapshotWaitsForEvents(t *testing.T) {
 	for _, p := range e.Precincts {
 		seq = g.publish(g.report(p.ID, "pres-a", 3, 4, false))
 	}
-	waitSaved(seq) // 256 events: due
+	waitSaved(seq, 10*time.Second) // 256 events: due
 
 	// Three events are a 64th of 256 cells less one: not due, for the ten
 	// intervals watched (snapshotMaxWait is 60).
@@ -515,7 +519,7 @@ func TestSnapshotWaitsForEvents(t *testing.T) {
 		t.Fatalf("snapshot at seq %d (%v) after 3 events, want still %d", got, err, seq-3)
 	}
 	seq = g.publish(g.report(e.Precincts[3].ID, "pres-a", 5, 6, false)) // the fourth
-	waitSaved(seq)
+	waitSaved(seq, 10*time.Second)
 	waitFor(t, 10*time.Second, "the save's bookkeeping", func() error {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -525,14 +529,14 @@ func TestSnapshotWaitsForEvents(t *testing.T) {
 		return nil
 	})
 
-	// One event: due once snapshotMaxWait intervals (3 s) have passed
+	// One event: due once snapshotMaxWait intervals (12 s) have passed
 	// since the last save, not at once; the loop then saves it.
 	seq = g.publish(g.report(e.Precincts[4].ID, "pres-a", 7, 8, true))
 	waitApplied(seq)
 	if due(0) || !due(snapshotMaxWait*cfg.SnapshotInterval) {
 		t.Errorf("after 1 event: due at once %v, after %d intervals %v; want false, true", due(0), snapshotMaxWait, due(snapshotMaxWait*cfg.SnapshotInterval))
 	}
-	nuid := waitSaved(seq)
+	nuid := waitSaved(seq, snapshotMaxWait*cfg.SnapshotInterval+10*time.Second)
 
 	// A status record is not in the mirrors: due at once, and saved.
 	r.mu.Lock()
